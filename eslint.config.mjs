@@ -1,0 +1,16 @@
+// @ts-check
+import eslint from "@eslint/js";
+import tseslint from "typescript-eslint";
+
+export default tseslint.config(
+  { ignores: ["node_modules/", "dist/", "**/*.js", "**/*.mjs"] },
+  eslint.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_" }],
+      // Pulumi's `new X(...)` declares resources; the instance is often not used again.
+      "no-new": "off",
+    },
+  },
+);
