@@ -106,7 +106,9 @@ export class RegistryContainer extends pulumi.ComponentResource {
               ? undefined
               : readArgFile("tls.certificateFile", args.tls.certificateFile),
           keyPem:
-            args.tls.keyFile === undefined ? undefined : readArgFile("tls.keyFile", args.tls.keyFile),
+            args.tls.keyFile === undefined
+              ? undefined
+              : readArgFile("tls.keyFile", args.tls.keyFile),
         }
       : undefined;
     const settings = resolveRegistrySettings({
@@ -128,7 +130,8 @@ export class RegistryContainer extends pulumi.ComponentResource {
     });
     const imageTarHash =
       args.imageTar === undefined ? undefined : fileSha256("imageTar", args.imageTar);
-    for (const warning of settings.warnings) pulumi.log.warn(`RegistryContainer ${name}: ${warning}`, this);
+    for (const warning of settings.warnings)
+      pulumi.log.warn(`RegistryContainer ${name}: ${warning}`, this);
 
     const provider = args.dockerHost
       ? new docker.Provider(`${name}-docker`, { host: args.dockerHost }, { parent: this })
@@ -170,7 +173,9 @@ export class RegistryContainer extends pulumi.ComponentResource {
       htpasswd:
         password === undefined || settings.authUsername === undefined
           ? undefined
-          : pulumi.secret(pulumi.output(password).apply((pw) => htpasswdLine(settings.authUsername!, pw))),
+          : pulumi.secret(
+              pulumi.output(password).apply((pw) => htpasswdLine(settings.authUsername!, pw)),
+            ),
     });
 
     const containerArgs = containerArgsFromSpec(spec);

@@ -53,10 +53,19 @@ export function containersPublishing(hostPort: number): Promise<string[]> {
       ["ps", "--filter", `publish=${hostPort}`, "--format", "{{.Names}}"],
       (error, stdout, stderr) => {
         if (error) {
-          reject(new Error(`cannot list containers with the docker CLI: ${stderr.trim() || error.message}`));
+          reject(
+            new Error(
+              `cannot list containers with the docker CLI: ${stderr.trim() || error.message}`,
+            ),
+          );
           return;
         }
-        resolve(stdout.split("\n").map((line) => line.trim()).filter(Boolean));
+        resolve(
+          stdout
+            .split("\n")
+            .map((line) => line.trim())
+            .filter(Boolean),
+        );
       },
     );
   });
@@ -69,7 +78,8 @@ export async function assertHostPortUsable(args: {
   containerName: string;
 }): Promise<void> {
   const publishers = await containersPublishing(args.hostPort);
-  const probe = publishers.length > 0 ? "in-use" : await probeHostPort(args.bindAddress, args.hostPort);
+  const probe =
+    publishers.length > 0 ? "in-use" : await probeHostPort(args.bindAddress, args.hostPort);
   const conflict = portConflict({ ...args, probe, publishers });
   if (conflict) throw new Error(`RegistryContainer: hostPort: ${conflict}`);
 }

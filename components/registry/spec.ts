@@ -139,7 +139,10 @@ export function resolveRegistrySettings(input: RegistrySettingsInput): RegistryS
   const networks = input.networks ?? [];
   for (const [index, network] of networks.entries()) {
     if (!dockerObjectName.test(network)) {
-      throw new RegistryArgsError(`networks[${index}]`, `'${network}' is not a Docker network name`);
+      throw new RegistryArgsError(
+        `networks[${index}]`,
+        `'${network}' is not a Docker network name`,
+      );
     }
   }
 
@@ -189,7 +192,10 @@ export function resolveRegistrySettings(input: RegistrySettingsInput): RegistryS
   if (input.tls) {
     const { certificatePem, keyPem } = input.tls;
     if (certificatePem === undefined) {
-      throw new RegistryArgsError("tls.certificateFile", "a TLS key was given without a certificate");
+      throw new RegistryArgsError(
+        "tls.certificateFile",
+        "a TLS key was given without a certificate",
+      );
     }
     if (keyPem === undefined) {
       throw new RegistryArgsError("tls.keyFile", "a TLS certificate was given without its key");
@@ -266,7 +272,12 @@ export function resolveRegistrySettings(input: RegistrySettingsInput): RegistryS
   };
 }
 
-function checkCertificate(certificatePem: string, keyPem: string, host: string, warnings: string[]) {
+function checkCertificate(
+  certificatePem: string,
+  keyPem: string,
+  host: string,
+  warnings: string[],
+) {
   let certificate: X509Certificate;
   try {
     certificate = new X509Certificate(certificatePem);
@@ -280,13 +291,21 @@ function checkCertificate(certificatePem: string, keyPem: string, host: string, 
   try {
     matches = certificate.checkPrivateKey(createPrivateKey(keyPem));
   } catch (error) {
-    throw new RegistryArgsError("tls.keyFile", `is not a PEM private key (${(error as Error).message})`);
+    throw new RegistryArgsError(
+      "tls.keyFile",
+      `is not a PEM private key (${(error as Error).message})`,
+    );
   }
   if (!matches) {
-    throw new RegistryArgsError("tls.keyFile", "does not belong to the certificate in tls.certificateFile");
+    throw new RegistryArgsError(
+      "tls.keyFile",
+      "does not belong to the certificate in tls.certificateFile",
+    );
   }
   const coversHost =
-    isIP(host) !== 0 ? certificate.checkIP(host) !== undefined : certificate.checkHost(host) !== undefined;
+    isIP(host) !== 0
+      ? certificate.checkIP(host) !== undefined
+      : certificate.checkHost(host) !== undefined;
   if (!coversHost) {
     throw new RegistryArgsError(
       "tls.certificateFile",
@@ -345,7 +364,11 @@ export function registryContainerSpec<Secret>(
     if (secrets.tlsKeyPem === undefined) throw new Error("registryContainerSpec: TLS key missing");
     env.REGISTRY_HTTP_TLS_CERTIFICATE = tlsCertificatePath;
     env.REGISTRY_HTTP_TLS_KEY = tlsKeyPath;
-    uploads.push({ file: tlsCertificatePath, content: settings.tls.certificatePem, permissions: "0644" });
+    uploads.push({
+      file: tlsCertificatePath,
+      content: settings.tls.certificatePem,
+      permissions: "0644",
+    });
     uploads.push({ file: tlsKeyPath, content: secrets.tlsKeyPem, permissions: "0600" });
   }
   if (settings.authUsername !== undefined) {
@@ -361,7 +384,9 @@ export function registryContainerSpec<Secret>(
     env: Object.keys(env)
       .sort()
       .map((key) => `${key}=${env[key]}`),
-    ports: [{ internal: registryInternalPort, external: settings.hostPort, ip: settings.bindAddress }],
+    ports: [
+      { internal: registryInternalPort, external: settings.hostPort, ip: settings.bindAddress },
+    ],
     mounts: [
       settings.storage.kind === "volume"
         ? { type: "volume", source: settings.storage.volumeName, target: registryDataPath }
@@ -370,7 +395,14 @@ export function registryContainerSpec<Secret>(
     healthcheck: {
       // The debug listener answers without auth or TLS, so one probe fits every configuration;
       // `wget` is busybox's, present in the upstream Alpine-based image.
-      tests: ["CMD", "wget", "-q", "-O", "/dev/null", `http://${registryDebugAddress}/debug/health`],
+      tests: [
+        "CMD",
+        "wget",
+        "-q",
+        "-O",
+        "/dev/null",
+        `http://${registryDebugAddress}/debug/health`,
+      ],
       interval: "3s",
       timeout: "2s",
       startPeriod: "2s",

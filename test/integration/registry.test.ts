@@ -20,10 +20,17 @@ function tlsFlags(registry: LabRegistry, direction: "src" | "dest"): string[] {
 }
 
 async function inspectDigest(registry: LabRegistry, reference: string, extra: string[] = []) {
-  const result = await run("skopeo", [
-    "inspect", "--raw", ...(registry.certDir ? [`--cert-dir=${registry.certDir}`] : ["--tls-verify=false"]),
-    ...extra, `docker://${registry.endpoint}/${reference}`,
-  ], { allowFailure: true });
+  const result = await run(
+    "skopeo",
+    [
+      "inspect",
+      "--raw",
+      ...(registry.certDir ? [`--cert-dir=${registry.certDir}`] : ["--tls-verify=false"]),
+      ...extra,
+      `docker://${registry.endpoint}/${reference}`,
+    ],
+    { allowFailure: true },
+  );
   return result;
 }
 
@@ -34,7 +41,9 @@ describe("RegistryContainer spec on the Docker engine", function () {
   before(async function () {
     const upstreams = await labUpstreams();
     layoutDir = upstreams.layoutDir;
-    busyboxDigest = upstreams.images.find((image) => image.repository === "e2e-test-images/busybox")!.digest;
+    busyboxDigest = upstreams.images.find(
+      (image) => image.repository === "e2e-test-images/busybox",
+    )!.digest;
   });
 
   describe("plain http, delete enabled", function () {
@@ -51,7 +60,10 @@ describe("RegistryContainer spec on the Docker engine", function () {
 
     it("accepts a push, serves the image by digest, and deletes it by digest", async function () {
       await run("skopeo", [
-        "copy", "--all", "--preserve-digests", ...tlsFlags(registry, "dest"),
+        "copy",
+        "--all",
+        "--preserve-digests",
+        ...tlsFlags(registry, "dest"),
         `oci:${layoutDir}:registry.k8s.io/e2e-test-images/busybox:1.36.1-1`,
         `docker://${registry.endpoint}/e2e-test-images/busybox:1.36.1-1`,
       ]);
@@ -61,14 +73,20 @@ describe("RegistryContainer spec on the Docker engine", function () {
 
       const pulled = mkdtempSync(path.join(labDir, "pulled-"));
       await run("skopeo", [
-        "copy", "--all", "--preserve-digests", ...tlsFlags(registry, "src"),
-        `docker://${registry.endpoint}/e2e-test-images/busybox@${busyboxDigest}`, `oci:${pulled}:busybox`,
+        "copy",
+        "--all",
+        "--preserve-digests",
+        ...tlsFlags(registry, "src"),
+        `docker://${registry.endpoint}/e2e-test-images/busybox@${busyboxDigest}`,
+        `oci:${pulled}:busybox`,
       ]);
       const pulledIndex = JSON.parse(readFileSync(path.join(pulled, "index.json"), "utf8"));
       assert.equal(pulledIndex.manifests[0].digest, busyboxDigest);
 
       await run("skopeo", [
-        "delete", "--tls-verify=false", `docker://${registry.endpoint}/e2e-test-images/busybox@${busyboxDigest}`,
+        "delete",
+        "--tls-verify=false",
+        `docker://${registry.endpoint}/e2e-test-images/busybox@${busyboxDigest}`,
       ]);
       const afterDelete = await inspectDigest(registry, `e2e-test-images/busybox@${busyboxDigest}`);
       assert.notEqual(afterDelete.code, 0);
@@ -85,8 +103,11 @@ describe("RegistryContainer spec on the Docker engine", function () {
 
     it("refuses a delete by digest", async function () {
       await run("skopeo", [
-        "copy", "--preserve-digests", "--dest-tls-verify=false",
-        `oci:${layoutDir}:registry.k8s.io/pause:3.10`, `docker://${registry.endpoint}/pause:3.10`,
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        `oci:${layoutDir}:registry.k8s.io/pause:3.10`,
+        `docker://${registry.endpoint}/pause:3.10`,
       ]);
       const raw = await inspectDigest(registry, "pause:3.10");
       const digest = `sha256:${createHash("sha256").update(raw.stdout).digest("hex")}`;
@@ -115,17 +136,23 @@ describe("RegistryContainer spec on the Docker engine", function () {
       const [host, port] = registry.endpoint.split(":");
       const handshake = (ca?: Buffer) =>
         new Promise<{ authorized: boolean; error?: string }>((resolve) => {
-          const socket = tls.connect({ host, port: Number(port), ca, servername: "localhost" }, () => {
-            resolve({ authorized: socket.authorized });
-            socket.end();
-          });
+          const socket = tls.connect(
+            { host, port: Number(port), ca, servername: "localhost" },
+            () => {
+              resolve({ authorized: socket.authorized });
+              socket.end();
+            },
+          );
           socket.once("error", (error) => resolve({ authorized: false, error: error.message }));
         });
       const verified = await handshake(readFileSync(registry.caFile!));
       assert.deepEqual(verified, { authorized: true });
       const unverified = await handshake();
       assert.equal(unverified.authorized, false);
-      assert.match(unverified.error ?? "", /self[- ]signed|unable to get local issuer|unable to verify the first certificate/i);
+      assert.match(
+        unverified.error ?? "",
+        /self[- ]signed|unable to get local issuer|unable to verify the first certificate/i,
+      );
     });
 
     it("rejects an unauthenticated push and accepts an authenticated one", async function () {
@@ -139,10 +166,21 @@ describe("RegistryContainer spec on the Docker engine", function () {
       assert.notEqual(anonymous.code, 0);
       assert.match(anonymous.stderr, /unauthorized|authentication required/i);
 
-      await run("skopeo", ["copy", ...tlsFlags(registry, "dest"), `--dest-authfile=${registry.authFile}`, source, destination]);
-      const present = await inspectDigest(registry, "library/nginx:1.27-alpine", [`--authfile=${registry.authFile}`]);
+      await run("skopeo", [
+        "copy",
+        ...tlsFlags(registry, "dest"),
+        `--dest-authfile=${registry.authFile}`,
+        source,
+        destination,
+      ]);
+      const present = await inspectDigest(registry, "library/nginx:1.27-alpine", [
+        `--authfile=${registry.authFile}`,
+      ]);
       assert.equal(present.code, 0, present.stderr);
-      assert.equal(JSON.parse(present.stdout).mediaType, "application/vnd.oci.image.manifest.v1+json");
+      assert.equal(
+        JSON.parse(present.stdout).mediaType,
+        "application/vnd.oci.image.manifest.v1+json",
+      );
     });
 
     it("keeps the password out of the spec: only a bcrypt hash is uploaded", function () {
@@ -170,7 +208,9 @@ describe("registry image load from a tar (docker load action)", function () {
   });
 
   it("loads the image the container will use", async function () {
-    await runShell(dockerLoadScript, { env: dockerLoadEnvironment({ imageTar: tarFile, image: loadedTag }) });
+    await runShell(dockerLoadScript, {
+      env: dockerLoadEnvironment({ imageTar: tarFile, image: loadedTag }),
+    });
     const inspected = await docker.getImage(loadedTag).inspect();
     assert.ok(inspected.Id.startsWith("sha256:"));
   });
@@ -212,7 +252,11 @@ describe("host port check against the local engine", function () {
   });
 
   it("accepts a free port", async function () {
-    await assertHostPortUsable({ hostPort: await freePort(), bindAddress: "127.0.0.1", containerName: "x-new" });
+    await assertHostPortUsable({
+      hostPort: await freePort(),
+      bindAddress: "127.0.0.1",
+      containerName: "x-new",
+    });
   });
 
   it("accepts the port our own container already publishes (a second up)", async function () {
@@ -225,14 +269,22 @@ describe("host port check against the local engine", function () {
 
   it("rejects a port another container publishes, naming it", async function () {
     await assert.rejects(
-      assertHostPortUsable({ hostPort: registry.settings.hostPort, bindAddress: "127.0.0.1", containerName: "other" }),
+      assertHostPortUsable({
+        hostPort: registry.settings.hostPort,
+        bindAddress: "127.0.0.1",
+        containerName: "other",
+      }),
       /hostPort: port \d+ is already published by container lab-registry-port/,
     );
   });
 
   it("rejects a port a host process holds", async function () {
     await assert.rejects(
-      assertHostPortUsable({ hostPort: heldPort, bindAddress: "127.0.0.1", containerName: "other" }),
+      assertHostPortUsable({
+        hostPort: heldPort,
+        bindAddress: "127.0.0.1",
+        containerName: "other",
+      }),
       /hostPort: port \d+ on 127\.0\.0\.1 is taken by a process on this host/,
     );
   });

@@ -11,7 +11,11 @@ import {
 import { labDir } from "./paths";
 import { labRegistryImage } from "./registry-image";
 import { runContainerSpec, type RunningContainer } from "./run-spec";
-import { createCertificateAuthority, issueServerCertificate, type LabCertificateAuthority } from "./tls";
+import {
+  createCertificateAuthority,
+  issueServerCertificate,
+  type LabCertificateAuthority,
+} from "./tls";
 
 /** A port nobody listens on right now (the kernel picks it). */
 export function freePort(): Promise<number> {
@@ -105,7 +109,9 @@ export async function startLabRegistry(options: LabRegistryOptions): Promise<Lab
   if (options.auth) {
     authFile = path.join(labDir, `run-${process.pid}`, `${options.name}-auth.json`);
     mkdirSync(path.dirname(authFile), { recursive: true });
-    const token = Buffer.from(`${options.auth.username}:${options.auth.password}`).toString("base64");
+    const token = Buffer.from(`${options.auth.username}:${options.auth.password}`).toString(
+      "base64",
+    );
     writeFileSync(authFile, JSON.stringify({ auths: { [settings.endpoint]: { auth: token } } }), {
       mode: 0o600,
     });

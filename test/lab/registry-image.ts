@@ -56,7 +56,10 @@ export async function ensureLabRegistryImage(): Promise<string> {
     for (const applet of ["sh", "wget", "cat", "ls"]) {
       symlinkSync("busybox", path.join(rootfs, "bin", applet));
     }
-    copyFileSync("/lib/x86_64-linux-gnu/libc.so.6", path.join(rootfs, "lib/x86_64-linux-gnu/libc.so.6"));
+    copyFileSync(
+      "/lib/x86_64-linux-gnu/libc.so.6",
+      path.join(rootfs, "lib/x86_64-linux-gnu/libc.so.6"),
+    );
     copyFileSync("/lib64/ld-linux-x86-64.so.2", path.join(rootfs, "lib64/ld-linux-x86-64.so.2"));
     writeFileSync(path.join(rootfs, "etc/docker/registry/config.yml"), upstreamConfig);
     writeFileSync(path.join(rootfs, "etc/passwd"), "root:x:0:0:root:/:/bin/sh\n");

@@ -114,10 +114,16 @@ export async function removeLabLeftovers(): Promise<void> {
     filters: { label: [labLabel] },
   });
   for (const info of containers) {
-    await docker.getContainer(info.Id).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getContainer(info.Id)
+      .remove({ force: true })
+      .catch(() => undefined);
   }
   const { Volumes } = await docker.listVolumes({ filters: { label: [labLabel] } });
   for (const volume of Volumes ?? []) {
-    await docker.getVolume(volume.Name).remove().catch(() => undefined);
+    await docker
+      .getVolume(volume.Name)
+      .remove()
+      .catch(() => undefined);
   }
 }

@@ -28,7 +28,11 @@ export interface Platform {
 }
 
 function blobOf(bytes: Buffer): Blob {
-  return { digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`, size: bytes.length, bytes };
+  return {
+    digest: `sha256:${createHash("sha256").update(bytes).digest("hex")}`,
+    size: bytes.length,
+    bytes,
+  };
 }
 
 /** A gzip tar layer holding files with the given contents (deterministic headers), as real images ship. */
@@ -62,7 +66,11 @@ export interface SyntheticManifest {
 }
 
 /** An image manifest for one platform. */
-export function makeManifest(layers: Layer[], platform: Platform, labels: Record<string, string> = {}): SyntheticManifest {
+export function makeManifest(
+  layers: Layer[],
+  platform: Platform,
+  labels: Record<string, string> = {},
+): SyntheticManifest {
   const config = blobOf(
     Buffer.from(
       JSON.stringify({
@@ -78,8 +86,16 @@ export function makeManifest(layers: Layer[], platform: Platform, labels: Record
       JSON.stringify({
         schemaVersion: 2,
         mediaType: "application/vnd.oci.image.manifest.v1+json",
-        config: { mediaType: "application/vnd.oci.image.config.v1+json", digest: config.digest, size: config.size },
-        layers: layers.map((layer) => ({ mediaType: layer.mediaType, digest: layer.digest, size: layer.size })),
+        config: {
+          mediaType: "application/vnd.oci.image.config.v1+json",
+          digest: config.digest,
+          size: config.size,
+        },
+        layers: layers.map((layer) => ({
+          mediaType: layer.mediaType,
+          digest: layer.digest,
+          size: layer.size,
+        })),
       }),
     ),
   );
@@ -89,12 +105,17 @@ export function makeManifest(layers: Layer[], platform: Platform, labels: Record
 export interface SyntheticImage {
   /** The manifest or index the tag points to. */
   top: Blob;
-  mediaType: "application/vnd.oci.image.manifest.v1+json" | "application/vnd.oci.image.index.v1+json";
+  mediaType:
+    "application/vnd.oci.image.manifest.v1+json" | "application/vnd.oci.image.index.v1+json";
   manifests: SyntheticManifest[];
 }
 
 export function singlePlatformImage(manifest: SyntheticManifest): SyntheticImage {
-  return { top: manifest.manifest, mediaType: "application/vnd.oci.image.manifest.v1+json", manifests: [manifest] };
+  return {
+    top: manifest.manifest,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    manifests: [manifest],
+  };
 }
 
 /** A multi-arch image index over several platform manifests. */
@@ -123,7 +144,8 @@ export function multiPlatformImage(manifests: SyntheticManifest[]): SyntheticIma
 export function writeOciLayout(dir: string, images: Record<string, SyntheticImage>): void {
   const blobsDir = path.join(dir, "blobs", "sha256");
   mkdirSync(blobsDir, { recursive: true });
-  const write = (blob: Blob) => writeFileSync(path.join(blobsDir, blob.digest.slice("sha256:".length)), blob.bytes);
+  const write = (blob: Blob) =>
+    writeFileSync(path.join(blobsDir, blob.digest.slice("sha256:".length)), blob.bytes);
   const entries = [];
   for (const [refName, image] of Object.entries(images)) {
     write(image.top);
@@ -140,5 +162,8 @@ export function writeOciLayout(dir: string, images: Record<string, SyntheticImag
     });
   }
   writeFileSync(path.join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
-  writeFileSync(path.join(dir, "index.json"), JSON.stringify({ schemaVersion: 2, manifests: entries }));
+  writeFileSync(
+    path.join(dir, "index.json"),
+    JSON.stringify({ schemaVersion: 2, manifests: entries }),
+  );
 }

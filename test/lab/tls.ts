@@ -19,8 +19,21 @@ export async function createCertificateAuthority(dir: string): Promise<LabCertif
   const caFile = path.join(dir, "ca.crt");
   const caKeyFile = path.join(dir, "ca.key");
   await run("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", caKeyFile, "-out", caFile, "-days", "2", "-subj", "/CN=airgap-conformance lab CA",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    caKeyFile,
+    "-out",
+    caFile,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=airgap-conformance lab CA",
   ]);
   return { dir, caFile, caKeyFile };
 }
@@ -41,12 +54,35 @@ export async function issueServerCertificate(
   ];
   writeFileSync(extFile, `subjectAltName=${sans.join(",")}\nextendedKeyUsage=serverAuth\n`);
   await run("openssl", [
-    "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", keyFile, "-out", csrFile, "-subj", `/CN=${name}`,
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    csrFile,
+    "-subj",
+    `/CN=${name}`,
   ]);
   await run("openssl", [
-    "x509", "-req", "-in", csrFile, "-CA", ca.caFile, "-CAkey", ca.caKeyFile,
-    "-CAcreateserial", "-out", certificateFile, "-days", "2", "-extfile", extFile,
+    "x509",
+    "-req",
+    "-in",
+    csrFile,
+    "-CA",
+    ca.caFile,
+    "-CAkey",
+    ca.caKeyFile,
+    "-CAcreateserial",
+    "-out",
+    certificateFile,
+    "-days",
+    "2",
+    "-extfile",
+    extFile,
   ]);
   return { certificateFile, keyFile };
 }

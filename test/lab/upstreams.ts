@@ -33,10 +33,20 @@ export interface LabUpstreams {
   layoutDir: string;
 }
 
-async function seed(registry: LabRegistry, layoutDir: string, refName: string, repository: string, tag: string) {
+async function seed(
+  registry: LabRegistry,
+  layoutDir: string,
+  refName: string,
+  repository: string,
+  tag: string,
+) {
   await run("skopeo", [
-    "copy", "--all", "--preserve-digests", "--dest-tls-verify=false",
-    `oci:${layoutDir}:${refName}`, `docker://${registry.endpoint}/${repository}:${tag}`,
+    "copy",
+    "--all",
+    "--preserve-digests",
+    "--dest-tls-verify=false",
+    `oci:${layoutDir}:${refName}`,
+    `docker://${registry.endpoint}/${repository}:${tag}`,
   ]);
 }
 
@@ -56,38 +66,64 @@ export function labUpstreams(): Promise<LabUpstreams> {
     const base = await makeLayer({ "etc/os-release": "ID=airgap-lab\n" });
     const amd64 = { os: "linux" as const, architecture: "amd64" };
     const arm64 = { os: "linux" as const, architecture: "arm64" };
-    const images: Array<{ upstream: string; repository: string; tag: string; image: SyntheticImage }> = [
+    const images: Array<{
+      upstream: string;
+      repository: string;
+      tag: string;
+      image: SyntheticImage;
+    }> = [
       {
         upstream: "registry.k8s.io",
         repository: "e2e-test-images/busybox",
         tag: "1.36.1-1",
         image: multiPlatformImage([
           makeManifest([base, await makeRandomLayer("bin/busybox", 64 * 1024)], amd64),
-          makeManifest([await makeLayer({ "etc/os-release": "ID=airgap-lab-arm\n" }), await makeRandomLayer("bin/busybox", 64 * 1024)], arm64),
+          makeManifest(
+            [
+              await makeLayer({ "etc/os-release": "ID=airgap-lab-arm\n" }),
+              await makeRandomLayer("bin/busybox", 64 * 1024),
+            ],
+            arm64,
+          ),
         ]),
       },
       {
         upstream: "registry.k8s.io",
         repository: "pause",
         tag: "3.10",
-        image: singlePlatformImage(makeManifest([base, await makeRandomLayer("pause", 16 * 1024)], amd64)),
+        image: singlePlatformImage(
+          makeManifest([base, await makeRandomLayer("pause", 16 * 1024)], amd64),
+        ),
       },
       {
         upstream: "docker.io",
         repository: "library/nginx",
         tag: "1.27-alpine",
-        image: singlePlatformImage(makeManifest([base, await makeRandomLayer("usr/sbin/nginx", 128 * 1024)], amd64)),
+        image: singlePlatformImage(
+          makeManifest([base, await makeRandomLayer("usr/sbin/nginx", 128 * 1024)], amd64),
+        ),
       },
     ];
     const layoutDir = mkdtempSync(path.join(labDir, "upstream-layout-"));
     writeOciLayout(
       layoutDir,
-      Object.fromEntries(images.map((entry) => [`${entry.upstream}/${entry.repository}:${entry.tag}`, entry.image])),
+      Object.fromEntries(
+        images.map((entry) => [`${entry.upstream}/${entry.repository}:${entry.tag}`, entry.image]),
+      ),
     );
-    const registries: Record<string, LabRegistry> = { "registry.k8s.io": k8s, "docker.io": dockerHub };
+    const registries: Record<string, LabRegistry> = {
+      "registry.k8s.io": k8s,
+      "docker.io": dockerHub,
+    };
     await Promise.all(
       images.map((entry) =>
-        seed(registries[entry.upstream], layoutDir, `${entry.upstream}/${entry.repository}:${entry.tag}`, entry.repository, entry.tag),
+        seed(
+          registries[entry.upstream],
+          layoutDir,
+          `${entry.upstream}/${entry.repository}:${entry.tag}`,
+          entry.repository,
+          entry.tag,
+        ),
       ),
     );
     return {

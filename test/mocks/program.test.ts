@@ -1,0 +1,80 @@
+import { only, resourcesOf, settle, valueOf } from "./harness";
+import assert from "node:assert/strict";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import { loadStackConfig } from "../../infra/config";
+import { defineProgram } from "../../infra/program";
+import { readStackFile } from "../../infra/stack-file";
+
+const root = path.resolve(__dirname, "..", "..");
+
+function useConfig(config: Record<string, string>): void {
+  pulumi.runtime.setAllConfig(config);
+}
+
+describe("the program (mocks)", function () {
+  it("evaluates the dev stack file through the real config code", async function () {
+    const { config, secureKeys } = readStackFile(path.join(root, "Pulumi.dev.yaml"));
+    assert.deepEqual(secureKeys, []);
+    // The host-port probe needs a Docker engine; it runs for real in the integration tests.
+    useConfig({ ...config, "airgap-conformance:registryCheckHostPort": "false" });
+    const outputs = defineProgram(loadStackConfig(), "airgap-conformance");
+    assert.equal(await valueOf(outputs.registryEndpoint), "kind-registry:5000");
+    assert.equal(await valueOf(outputs.registryUrl), "http://kind-registry:5000");
+    await settle();
+    const container = only(resourcesOf("registry"), "docker:index/container:Container");
+    assert.equal(container.inputs.name, "kind-registry");
+    assert.deepEqual(container.inputs.ports, [
+      { internal: 5000, external: 5001, ip: "127.0.0.1", protocol: "tcp" },
+    ]);
+    assert.deepEqual(container.inputs.networksAdvanced, [{ name: "kind" }]);
+  });
+
+  it("rejects an unknown key, suggesting the one meant", function () {
+    useConfig({ "airgap-conformance:registryHostPrt": "5000" });
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:registryHostPrt: unknown key; did you mean airgap-conformance:registryHostPort\?/,
+    );
+  });
+
+  it("rejects a value of the wrong type, naming key, value and what is allowed", function () {
+    useConfig({ "airgap-conformance:registryHostPort": "five thousand" });
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:registryHostPort: got "five thousand"; allowed: an integer/,
+    );
+  });
+
+  it("reports a component argument error under the config key that set it", function () {
+    useConfig({
+      "airgap-conformance:registryHostPort": "70000",
+      "airgap-conformance:registryBindAddress": "127.0.0.1",
+      "airgap-conformance:registryCheckHostPort": "false",
+    });
+    assert.throws(
+      () => defineProgram(loadStackConfig(), "airgap-conformance"),
+      /config airgap-conformance:registryHostPort: RegistryContainer: hostPort: 70000 is out of range/,
+    );
+  });
+
+  it("keeps the registry password a secret", async function () {
+    pulumi.runtime.setAllConfig(
+      {
+        "airgap-conformance:registryUsername": "mirror",
+        "airgap-conformance:registryPassword": "stack-secret-pw",
+      },
+      ["airgap-conformance:registryPassword"],
+    );
+    const config = loadStackConfig();
+    const password = config.registry.auth?.password;
+    assert.ok(password);
+    assert.equal(await pulumi.isSecret(password), true);
+    assert.equal(await valueOf(password), "stack-secret-pw");
+  });
+
+  it("declares nothing when the registry is turned off", function () {
+    useConfig({ "airgap-conformance:registryEnabled": "false" });
+    assert.deepEqual(defineProgram(loadStackConfig(), "airgap-conformance"), {});
+  });
+});

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import { parse } from "yaml";
+import {
+  buildStackConfig,
+  configKeyForRegistryArg,
+  parseExtraSettings,
+  readTypedConfig,
+  registryArgConfigKeys,
+} from "../../../infra/config";
+import { loadProjectSchema } from "../../../infra/schema";
+
+const schema = loadProjectSchema();
+
+describe("stack config", function () {
+  it("declares every key with a type and a description in Pulumi.yaml", function () {
+    assert.equal(schema.project, "airgap-conformance");
+    for (const [key, keySchema] of Object.entries(schema.keys)) {
+      assert.ok(["string", "integer", "boolean", "array"].includes(keySchema.type), key);
+      assert.ok(keySchema.description && keySchema.description.length > 10, key);
+    }
+  });
+
+  it("fills defaults from Pulumi.yaml", function () {
+    const config = buildStackConfig(readTypedConfig({}, schema), schema.project);
+    assert.equal(config.registry.enabled, true);
+    assert.equal(config.registry.image, "registry:2");
+    assert.equal(config.registry.hostPort, 5000);
+    assert.deepEqual(config.registry.networks, []);
+    assert.equal(config.registry.tls, undefined);
+    assert.equal(config.dockerHost, undefined);
+  });
+
+  it("parses integers, booleans and lists from their stack-file string form", function () {
+    const values = readTypedConfig(
+      {
+        "airgap-conformance:registryHostPort": "5443",
+        "airgap-conformance:registryDeleteEnabled": "false",
+        "airgap-conformance:registryNetworks": '["kind","lab"]',
+        "other-project:whatever": "ignored",
+      },
+      schema,
+    );
+    assert.equal(values.registryHostPort, 5443);
+    assert.equal(values.registryDeleteEnabled, false);
+    assert.deepEqual(values.registryNetworks, ["kind", "lab"]);
+  });
+
+  for (const [key, raw, message] of [
+    ["registryDeleteEnabled", "yes", /allowed: true or false/],
+    ["registryNetworks", "kind", /allowed: a list of string values/],
+    ["registryNetworks", "[1,2]", /allowed: a list of string values/],
+    ["registryHostPort", "50.5", /allowed: an integer/],
+  ] as const) {
+    it(`rejects ${key}=${raw}`, function () {
+      assert.throws(() => readTypedConfig({ [`airgap-conformance:${key}`]: raw }, schema), message);
+    });
+  }
+
+  it("rejects unknown keys, with a suggestion only when one is close", function () {
+    assert.throws(
+      () => readTypedConfig({ "airgap-conformance:regsitryImage": "x" }, schema),
+      /did you mean airgap-conformance:registryImage\?/,
+    );
+    assert.throws(
+      () => readTypedConfig({ "airgap-conformance:completelyDifferent": "x" }, schema),
+      (error: Error) =>
+        /unknown key \(known keys: /.test(error.message) && !/did you mean/.test(error.message),
+    );
+  });
+
+  it("parses REGISTRY_KEY=value settings and names a malformed entry", function () {
+    assert.deepEqual(parseExtraSettings("k", ["REGISTRY_LOG_LEVEL=debug", "REGISTRY_A=b=c"]), {
+      REGISTRY_LOG_LEVEL: "debug",
+      REGISTRY_A: "b=c",
+    });
+    assert.throws(
+      () => parseExtraSettings("k", ["REGISTRY_LOG_LEVEL"]),
+      /config k\[0\]: got "REGISTRY_LOG_LEVEL"/,
+    );
+  });
+
+  it("maps every component argument to a declared config key", function () {
+    for (const key of Object.values(registryArgConfigKeys)) assert.ok(schema.keys[key], key);
+    assert.equal(configKeyForRegistryArg("p", "networks[2]"), "p:registryNetworks");
+    assert.equal(
+      configKeyForRegistryArg("p", "extraSettings.REGISTRY_X"),
+      "p:registryExtraSettings",
+    );
+    assert.equal(configKeyForRegistryArg("p", "tls.keyFile"), "p:registryTlsKeyFile");
+  });
+
+  it("the dev stack sets only declared keys", function () {
+    const stack = parse(
+      readFileSync(path.resolve(__dirname, "../../../Pulumi.dev.yaml"), "utf8"),
+    ) as {
+      config: Record<string, unknown>;
+    };
+    for (const fullKey of Object.keys(stack.config)) {
+      assert.ok(schema.keys[fullKey.replace(/^airgap-conformance:/, "")], fullKey);
+    }
+  });
+});
