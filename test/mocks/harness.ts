@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 // The mock monitor is an SDK internal; wrapping it lets the tests see the serialized request,
 // which is the only place a secret is still marked as secret.
@@ -20,6 +21,7 @@ export interface RecordedResource {
   /** Explicit dependencies (URNs). */
   dependencies: string[];
   deleteBeforeReplace: boolean;
+  additionalSecretOutputs: string[];
 }
 
 export const recorded: RecordedResource[] = [];
@@ -41,11 +43,18 @@ function findSecretPaths(value: unknown, at: string, found: string[]): void {
 
 const pendingSecrets = new Map<
   string,
-  { secretPaths: string[]; parent: string; dependencies: string[]; deleteBeforeReplace: boolean }
+  {
+    secretPaths: string[];
+    parent: string;
+    dependencies: string[];
+    deleteBeforeReplace: boolean;
+    additionalSecretOutputs: string[];
+  }
 >();
 
 type RegisterRequest = {
   getDeletebeforereplace(): boolean;
+  getAdditionalsecretoutputsList(): string[];
   getType(): string;
   getName(): string;
   getParent(): string;
@@ -65,14 +74,24 @@ MockMonitor.prototype.registerResource = function (
     parent: req.getParent(),
     dependencies: req.getDependenciesList(),
     deleteBeforeReplace: req.getDeletebeforereplace(),
+    additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
   });
   return originalRegister.call(this, req, callback);
 } as typeof originalRegister;
+
+/** The digest the mocks report for a mirrored image. */
+export function fakeDigest(source: string): string {
+  return `sha256:${createHash("sha256").update(source).digest("hex")}`;
+}
 
 /** Outputs a provider would compute, so `.apply` fires under mocks (pulumi/pulumi#2785). */
 function computedState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
   if (args.type === "docker:index/container:Container") {
     return { name: args.inputs.name, exitCode: 0 };
+  }
+  if (args.type === "pulumi-nodejs:dynamic/mirror:MirroredImage") {
+    // A stable fake digest per image, as the copy would report it.
+    return { digest: fakeDigest(String(args.inputs.source)) };
   }
   if (args.type === "command:local:Command" || args.type === "command:remote:Command") {
     return { stdout: "", stderr: "" };
@@ -94,6 +113,7 @@ pulumi.runtime.setMocks(
         secretPaths: extra?.secretPaths ?? [],
         dependencies: extra?.dependencies ?? [],
         deleteBeforeReplace: extra?.deleteBeforeReplace ?? false,
+        additionalSecretOutputs: extra?.additionalSecretOutputs ?? [],
       });
       return { id: `${args.name}-id`, state: { ...args.inputs, ...computedState(args) } };
     },

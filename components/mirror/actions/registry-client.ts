@@ -68,16 +68,17 @@ export class RegistryClient {
     this.agent.destroy();
   }
 
-  private request(
-    method: string,
-    url: string,
-    headers: Record<string, string>,
-  ): Promise<Response> {
+  private request(method: string, url: string, headers: Record<string, string>): Promise<Response> {
     const module = url.startsWith("https:") ? https : http;
     return new Promise((resolve, reject) => {
       const request = module.request(
         url,
-        { method, headers, agent: url.startsWith(`${this.access.scheme}:`) ? this.agent : undefined, timeout: 30000 },
+        {
+          method,
+          headers,
+          agent: url.startsWith(`${this.access.scheme}:`) ? this.agent : undefined,
+          timeout: 30000,
+        },
         (response) => {
           const chunks: Buffer[] = [];
           response.on("data", (chunk: Buffer) => chunks.push(chunk));
@@ -91,9 +92,13 @@ export class RegistryClient {
           response.on("error", reject);
         },
       );
-      request.on("timeout", () => request.destroy(new Error(`timed out after 30s: ${method} ${url}`)));
+      request.on("timeout", () =>
+        request.destroy(new Error(`timed out after 30s: ${method} ${url}`)),
+      );
       request.on("error", (error) =>
-        reject(new RegistryRequestError(`cannot reach registry ${this.access.host}: ${error.message}`)),
+        reject(
+          new RegistryRequestError(`cannot reach registry ${this.access.host}: ${error.message}`),
+        ),
       );
       request.end();
     });
@@ -101,18 +106,27 @@ export class RegistryClient {
 
   private basicAuthorization(): string | undefined {
     if (this.access.username === undefined) return undefined;
-    const token = Buffer.from(`${this.access.username}:${this.access.password ?? ""}`).toString("base64");
+    const token = Buffer.from(`${this.access.username}:${this.access.password ?? ""}`).toString(
+      "base64",
+    );
     return `Basic ${token}`;
   }
 
   /** Answers a 401 challenge (Basic, or Bearer via the token realm) and returns the header to use. */
   private async authorize(challenge: string | undefined, scope: string): Promise<string> {
-    if (!challenge) throw new RegistryRequestError(`registry ${this.access.host} answered 401 without a challenge`, 401);
+    if (!challenge)
+      throw new RegistryRequestError(
+        `registry ${this.access.host} answered 401 without a challenge`,
+        401,
+      );
     const scheme = challenge.split(" ", 1)[0].toLowerCase();
     if (scheme === "basic") {
       const basic = this.basicAuthorization();
       if (!basic) {
-        throw new RegistryRequestError(`registry ${this.access.host} requires credentials (401) and none were given`, 401);
+        throw new RegistryRequestError(
+          `registry ${this.access.host} requires credentials (401) and none were given`,
+          401,
+        );
       }
       return basic;
     }
@@ -120,13 +134,20 @@ export class RegistryClient {
       [...challenge.matchAll(/(\w+)="([^"]*)"/g)].map((match) => [match[1], match[2]]),
     );
     if (scheme !== "bearer" || !parameters.realm) {
-      throw new RegistryRequestError(`registry ${this.access.host} sent an unsupported auth challenge`, 401);
+      throw new RegistryRequestError(
+        `registry ${this.access.host} sent an unsupported auth challenge`,
+        401,
+      );
     }
     const url = new URL(parameters.realm);
     if (parameters.service) url.searchParams.set("service", parameters.service);
     url.searchParams.set("scope", parameters.scope ?? scope);
     const basic = this.basicAuthorization();
-    const response = await this.request("GET", url.toString(), basic ? { Authorization: basic } : {});
+    const response = await this.request(
+      "GET",
+      url.toString(),
+      basic ? { Authorization: basic } : {},
+    );
     if (response.status !== 200) {
       throw new RegistryRequestError(
         `token request to ${url.origin} for ${this.access.host} failed with ${response.status}${basic ? " (credentials refused)" : ""}`,
@@ -135,21 +156,37 @@ export class RegistryClient {
     }
     const body = JSON.parse(response.body) as { token?: string; access_token?: string };
     const token = body.token ?? body.access_token;
-    if (!token) throw new RegistryRequestError(`token response from ${url.origin} carried no token`);
+    if (!token)
+      throw new RegistryRequestError(`token response from ${url.origin} carried no token`);
     return `Bearer ${token}`;
   }
 
   /** Sends a request to /v2/..., authenticating once on 401 and reusing the result. */
-  private async v2(method: string, path: string, scope: string, headers: Record<string, string> = {}) {
+  private async v2(
+    method: string,
+    path: string,
+    scope: string,
+    headers: Record<string, string> = {},
+  ) {
     const url = `${this.access.scheme}://${this.access.host}/v2/${path}`;
     const cached = this.tokens.get(scope);
-    let response = await this.request(method, url, cached ? { ...headers, Authorization: cached } : headers);
+    let response = await this.request(
+      method,
+      url,
+      cached ? { ...headers, Authorization: cached } : headers,
+    );
     if (response.status === 401) {
-      const authorization = await this.authorize(response.headers["www-authenticate"] as string | undefined, scope);
+      const authorization = await this.authorize(
+        response.headers["www-authenticate"] as string | undefined,
+        scope,
+      );
       this.tokens.set(scope, authorization);
       response = await this.request(method, url, { ...headers, Authorization: authorization });
       if (response.status === 401) {
-        throw new RegistryRequestError(`registry ${this.access.host} refused the credentials (401)`, 401);
+        throw new RegistryRequestError(
+          `registry ${this.access.host} refused the credentials (401)`,
+          401,
+        );
       }
     }
     return response;
@@ -157,9 +194,14 @@ export class RegistryClient {
 
   /** Digest of `repository:reference` (tag or digest), or undefined when the registry does not have it. */
   async manifestDigest(repository: string, reference: string): Promise<string | undefined> {
-    const response = await this.v2("HEAD", `${repository}/manifests/${reference}`, `repository:${repository}:pull`, {
-      Accept: manifestMediaTypes.join(", "),
-    });
+    const response = await this.v2(
+      "HEAD",
+      `${repository}/manifests/${reference}`,
+      `repository:${repository}:pull`,
+      {
+        Accept: manifestMediaTypes.join(", "),
+      },
+    );
     if (response.status === 404) return undefined;
     if (response.status !== 200) {
       throw new RegistryRequestError(
@@ -169,14 +211,20 @@ export class RegistryClient {
     }
     const digest = response.headers["docker-content-digest"];
     if (typeof digest !== "string") {
-      throw new RegistryRequestError(`${this.access.host} sent no Docker-Content-Digest for ${repository}:${reference}`);
+      throw new RegistryRequestError(
+        `${this.access.host} sent no Docker-Content-Digest for ${repository}:${reference}`,
+      );
     }
     return digest;
   }
 
   /** Deletes a manifest by digest; a manifest already gone is not an error. */
   async deleteManifest(repository: string, digest: string): Promise<"deleted" | "absent"> {
-    const response = await this.v2("DELETE", `${repository}/manifests/${digest}`, `repository:${repository}:delete`);
+    const response = await this.v2(
+      "DELETE",
+      `${repository}/manifests/${digest}`,
+      `repository:${repository}:delete`,
+    );
     if (response.status === 202 || response.status === 200) return "deleted";
     if (response.status === 404) return "absent";
     if (response.status === 405) {
@@ -185,7 +233,10 @@ export class RegistryClient {
         405,
       );
     }
-    throw new RegistryRequestError(`DELETE ${this.access.host}/${repository}@${digest} answered ${response.status}`, response.status);
+    throw new RegistryRequestError(
+      `DELETE ${this.access.host}/${repository}@${digest} answered ${response.status}`,
+      response.status,
+    );
   }
 }
 
@@ -225,7 +276,10 @@ export async function mapWithConcurrency<T, R>(
 }
 
 /** Decides the state of one image from what the registry answered. Pure. */
-export function imageCheckState(found: string | undefined, expected: string | undefined): ImageCheckState {
+export function imageCheckState(
+  found: string | undefined,
+  expected: string | undefined,
+): ImageCheckState {
   if (found === undefined) return "missing";
   if (expected !== undefined && found !== expected) return "wrong-digest";
   return "present";

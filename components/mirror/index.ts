@@ -1,0 +1,175 @@
+import * as pulumi from "@pulumi/pulumi";
+import { renderRepoList } from "../../core/images/repo-list";
+import { readLock, type LockDocument } from "./actions/archive";
+import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
+import {
+  archiveLockProvider,
+  mirroredImageProvider,
+  type CopyCredentials,
+  type MirroredImageInputs,
+} from "./provider";
+
+export type { ImageDestination, ImageSource } from "./plan";
+export type { LockDocument } from "./actions/archive";
+
+/** Arguments of {@link ImageMirror}. The image list and places are plain: they decide the resources. */
+export interface ImageMirrorArgs {
+  /** Images to mirror, as canonical upstream references (see core/images `assembleImageSet`). */
+  readonly images: readonly string[];
+  /** Where images are read from. Default: each from its upstream registry. */
+  readonly source?: ImageSource;
+  /** The mirror registry, or an archive directory to carry across the gap (export). */
+  readonly destination: ImageDestination;
+  /** Password of the destination registry's user (`destination.access.username`). */
+  readonly mirrorPassword?: pulumi.Input<string>;
+  /** Passwords of source registries, by registry host (an upstream name or the source registry). */
+  readonly sourcePasswords?: Record<string, pulumi.Input<string>>;
+  /** Path prefix inside the mirror per upstream registry, to separate colliding upstreams. */
+  readonly upstreamPrefixes?: Record<string, string>;
+  /** `os/arch[/variant]` to copy one platform; default every platform (the whole index). */
+  readonly platform?: string;
+  /** Pinned digests; read from the archive's lock file automatically when the source is an archive. */
+  readonly lock?: LockDocument;
+  /** Whole-copy retries on network failures (with exponential backoff). Default 3. */
+  readonly retries?: number;
+  /** Delete mirrored manifests on destroy (for external registries; the registry must allow deletes). */
+  readonly deleteOnDestroy?: boolean;
+}
+
+/** A dynamic resource per image, so previews list exactly which images are added or removed. */
+class MirroredImage extends pulumi.dynamic.Resource {
+  declare public readonly digest: pulumi.Output<string>;
+  declare public readonly source: pulumi.Output<string>;
+  declare public readonly mirrorReference: pulumi.Output<string>;
+
+  constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
+    super(
+      mirroredImageProvider,
+      name,
+      { ...inputs, digest: undefined },
+      opts,
+      "mirror",
+      "MirroredImage",
+    );
+  }
+}
+
+class ArchiveLock extends pulumi.dynamic.Resource {
+  constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
+    super(archiveLockProvider, name, inputs, opts, "mirror", "ArchiveLock");
+  }
+}
+
+/**
+ * The set of mirrored images: every image copied by digest (whole multi-arch index unless a
+ * platform is chosen) from its source into the mirror registry, or into an OCI archive with a
+ * lock file on the connected side.
+ */
+export class ImageMirror extends pulumi.ComponentResource {
+  /** Source reference -> mirror reference with digest (`host/path:tag@sha256:...`). */
+  public readonly mapping: pulumi.Output<Record<string, string>>;
+  /** Source reference -> digest, as written to an archive's lock file. */
+  public readonly lock: pulumi.Output<LockDocument>;
+  /** The KUBE_TEST_REPO_LIST document for the mirror (undefined for an archive destination). */
+  public readonly repoList: pulumi.Output<string | undefined>;
+  /** Upstream registries the images come from: each needs mirror configuration on the nodes. */
+  public readonly upstreamRegistries: pulumi.Output<string[]>;
+  public readonly imageCount: pulumi.Output<number>;
+
+  constructor(name: string, args: ImageMirrorArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("airgap:mirror:ImageMirror", name, {}, opts);
+
+    const source = args.source ?? { kind: "upstream" };
+    const lock = args.lock ?? (source.kind === "archive" ? readLock(source.directory) : undefined);
+    const plan = planImageCopies({
+      images: args.images,
+      source,
+      destination: args.destination,
+      upstreamPrefixes: args.upstreamPrefixes,
+      platform: args.platform,
+      lock,
+    });
+    const retries = args.retries ?? 3;
+    if (!Number.isInteger(retries) || retries < 0 || retries > 10) {
+      throw new Error(`ImageMirror: retries: ${retries} must be an integer from 0 to 10`);
+    }
+    const deleteOnDestroy = args.deleteOnDestroy ?? false;
+
+    const images = plan.copies.map((copy) => {
+      const from = copy.request.from;
+      const fromHost = from.transport === "docker" ? from.access.host : undefined;
+      const fromPassword =
+        fromHost !== undefined
+          ? (args.sourcePasswords?.[fromHost] ?? args.sourcePasswords?.[copy.source.split("/")[0]])
+          : undefined;
+      const credentials = pulumi.secret(
+        pulumi
+          .all([fromPassword, args.mirrorPassword])
+          .apply(([fromValue, toValue]): CopyCredentials => ({
+            ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
+            ...(toValue !== undefined ? { toPassword: toValue } : {}),
+          })),
+      );
+      const inputs: Omit<MirroredImageInputs, "credentials"> & {
+        credentials: pulumi.Input<CopyCredentials>;
+      } = {
+        source: copy.source,
+        request: copy.request,
+        expectedDigest: copy.expectedDigest,
+        mirrorReference: copy.mirrorReference,
+        retries,
+        deleteOnDestroy,
+        credentials,
+      };
+      return new MirroredImage(`${name}-${copy.source}`, inputs, {
+        parent: this,
+        additionalSecretOutputs: ["credentials"],
+        // Deleting by digest after a replacement copied the same digest would remove it again.
+        deleteBeforeReplace: deleteOnDestroy,
+      });
+    });
+
+    const lockedImages = pulumi
+      .all(images.map((image) => pulumi.all([image.source, image.digest])))
+      .apply((pairs) => pairs.map(([imageSource, digest]) => ({ source: imageSource, digest })));
+    this.lock = lockedImages.apply((entries) => ({
+      lockVersion: 1 as const,
+      images: [...entries].sort((a, b) => (a.source < b.source ? -1 : 1)),
+    }));
+    this.mapping = pulumi
+      .all(images.map((image) => pulumi.all([image.source, image.mirrorReference, image.digest])))
+      .apply((entries) =>
+        Object.fromEntries(
+          entries.map(([imageSource, reference, digest]) => [
+            imageSource,
+            reference.includes("@") ? reference : `${reference}@${digest}`,
+          ]),
+        ),
+      );
+
+    if (args.destination.kind === "archive") {
+      new ArchiveLock(
+        `${name}-lock`,
+        { directory: args.destination.directory, images: lockedImages },
+        { parent: this, dependsOn: images },
+      );
+      this.repoList = pulumi.output(undefined);
+    } else {
+      this.repoList = pulumi.output(
+        renderRepoList({
+          mirrorHost: args.destination.nodeEndpoint,
+          upstreamPrefixes: args.upstreamPrefixes,
+        }),
+      );
+    }
+    this.upstreamRegistries = pulumi.output([...plan.mapping.upstreamRegistries]);
+    this.imageCount = pulumi.output(plan.copies.length);
+    this.registerOutputs({
+      mapping: this.mapping,
+      lock: this.lock,
+      repoList: this.repoList,
+      upstreamRegistries: this.upstreamRegistries,
+      imageCount: this.imageCount,
+    });
+  }
+}

@@ -1,0 +1,220 @@
+import { fakeDigest, only, recorded, resourcesOf, settle, valueOf } from "./harness";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { ImageMirror, type ImageMirrorArgs } from "../../components/mirror";
+import { writeLock } from "../../components/mirror/actions/archive";
+import { planImageCopies } from "../../components/mirror/plan";
+import { renderRepoList } from "../../core/images/repo-list";
+
+const imageType = "pulumi-nodejs:dynamic/mirror:MirroredImage";
+const mirrorAccess = { host: "127.0.0.1:5001", scheme: "http" as const };
+
+function registryArgs(images: string[], extra: Partial<ImageMirrorArgs> = {}): ImageMirrorArgs {
+  return {
+    images,
+    destination: { kind: "registry", access: mirrorAccess, nodeEndpoint: "kind-registry:5000" },
+    ...extra,
+  };
+}
+
+/** Resource suffix (after the component name) -> inputs that matter for a preview diff. */
+function declaredImages(componentName: string): Map<string, unknown> {
+  return new Map(
+    resourcesOf(componentName)
+      .filter((resource) => resource.type === imageType)
+      .map((resource) => {
+        const { __provider: _provider, ...inputs } = resource.inputs;
+        return [resource.name.slice(componentName.length + 1), inputs];
+      }),
+  );
+}
+
+describe("ImageMirror (mocks)", function () {
+  const images = [
+    "registry.k8s.io/pause:3.10",
+    "registry.k8s.io/e2e-test-images/busybox:1.36.1-1",
+    "docker.io/library/nginx:1.27-alpine",
+  ];
+
+  describe("into a registry", function () {
+    let mirror: ImageMirror;
+    before(async function () {
+      mirror = new ImageMirror(
+        "mirror",
+        registryArgs(images, {
+          destination: {
+            kind: "registry",
+            access: { ...mirrorAccess, username: "pusher" },
+            nodeEndpoint: "kind-registry:5000",
+          },
+          mirrorPassword: "mirror-secret-pw",
+          sourcePasswords: { "docker.io": "hub-secret-pw" },
+        }),
+      );
+      await valueOf(mirror.mapping);
+      await settle();
+    });
+
+    it("declares one child resource per image, named after the image and parented", function () {
+      const children = resourcesOf("mirror").filter((resource) => resource.type === imageType);
+      assert.deepEqual(
+        children.map((child) => child.name).sort(),
+        images.map((image) => `mirror-${image}`).sort(),
+      );
+      for (const child of children)
+        assert.match(child.parent, /airgap:mirror:ImageMirror::mirror$/);
+    });
+
+    it("hands each resource the plan's copy request, with passwords only as secrets", function () {
+      const plan = planImageCopies({
+        images,
+        source: { kind: "upstream" },
+        destination: {
+          kind: "registry",
+          access: { ...mirrorAccess, username: "pusher" },
+          nodeEndpoint: "kind-registry:5000",
+        },
+      });
+      for (const copy of plan.copies) {
+        const resource = only(resourcesOf(`mirror-${copy.source}`), imageType);
+        assert.deepEqual(resource.inputs.request, JSON.parse(JSON.stringify(copy.request)));
+        assert.equal(resource.inputs.source, copy.source);
+        assert.equal(resource.inputs.mirrorReference, copy.mirrorReference);
+        assert.deepEqual(resource.secretPaths, ["credentials"]);
+        assert.deepEqual(resource.additionalSecretOutputs, ["credentials"]);
+        assert.equal(
+          typeof resource.inputs.__provider,
+          "string",
+          "the serialised provider travels along",
+        );
+        const expected = copy.source.startsWith("docker.io/")
+          ? { fromPassword: "hub-secret-pw", toPassword: "mirror-secret-pw" }
+          : { toPassword: "mirror-secret-pw" };
+        assert.deepEqual(resource.inputs.credentials, expected);
+      }
+      const plainText = JSON.stringify(
+        recorded
+          .filter((resource) => resource.name.startsWith("mirror-"))
+          .map(({ inputs: { credentials: _credentials, ...rest } }) => rest),
+      );
+      assert.ok(!plainText.includes("mirror-secret-pw") && !plainText.includes("hub-secret-pw"));
+    });
+
+    it("outputs the mapping with digests, the lock, the repo list and the upstreams", async function () {
+      assert.deepEqual(await valueOf(mirror.mapping), {
+        "docker.io/library/nginx:1.27-alpine": `kind-registry:5000/library/nginx:1.27-alpine@${fakeDigest("docker.io/library/nginx:1.27-alpine")}`,
+        "registry.k8s.io/e2e-test-images/busybox:1.36.1-1": `kind-registry:5000/e2e-test-images/busybox:1.36.1-1@${fakeDigest("registry.k8s.io/e2e-test-images/busybox:1.36.1-1")}`,
+        "registry.k8s.io/pause:3.10": `kind-registry:5000/pause:3.10@${fakeDigest("registry.k8s.io/pause:3.10")}`,
+      });
+      const lock = await valueOf(mirror.lock);
+      assert.deepEqual(
+        lock.images.map((image) => image.source),
+        [...images].sort(),
+      );
+      assert.equal(
+        await valueOf(mirror.repoList),
+        renderRepoList({ mirrorHost: "kind-registry:5000" }),
+      );
+      assert.deepEqual(await valueOf(mirror.upstreamRegistries), ["docker.io", "registry.k8s.io"]);
+      assert.equal(await valueOf(mirror.imageCount), 3);
+    });
+  });
+
+  it("a second config that adds one image and removes another changes exactly those resources", async function () {
+    new ImageMirror("before", registryArgs(images));
+    new ImageMirror(
+      "after",
+      registryArgs([images[0], images[1], "registry.k8s.io/e2e-test-images/agnhost:2.52"]),
+    );
+    await settle();
+    const before = declaredImages("before");
+    const after = declaredImages("after");
+    const added = [...after.keys()].filter((key) => !before.has(key));
+    const removed = [...before.keys()].filter((key) => !after.has(key));
+    const changed = [...after.keys()].filter(
+      (key) =>
+        before.has(key) && JSON.stringify(before.get(key)) !== JSON.stringify(after.get(key)),
+    );
+    assert.deepEqual(added, ["registry.k8s.io/e2e-test-images/agnhost:2.52"]);
+    assert.deepEqual(removed, ["docker.io/library/nginx:1.27-alpine"]);
+    assert.deepEqual(changed, [], "the images both configs share are declared identically");
+  });
+
+  it("exports into an archive and writes the lock only after every image", async function () {
+    const directory = path.join(mkdtempSync(path.join(os.tmpdir(), "export-")), "images");
+    const mirror = new ImageMirror("export", {
+      images,
+      destination: { kind: "archive", directory },
+    });
+    await valueOf(mirror.lock);
+    await settle();
+    const lock = only(resourcesOf("export"), "pulumi-nodejs:dynamic/mirror:ArchiveLock");
+    assert.equal(lock.inputs.directory, directory);
+    assert.equal((lock.inputs.images as unknown[]).length, 3);
+    const imageUrns = resourcesOf("export").filter((resource) => resource.type === imageType);
+    assert.equal(lock.dependencies.length, imageUrns.length);
+    assert.equal(await valueOf(mirror.repoList), undefined);
+  });
+
+  it("imports from an archive pinned by its lock file", async function () {
+    const directory = mkdtempSync(path.join(os.tmpdir(), "import-"));
+    const digest = `sha256:${"a".repeat(64)}`;
+    writeLock(directory, [{ source: "registry.k8s.io/pause:3.10", digest }]);
+    new ImageMirror(
+      "import",
+      registryArgs(["registry.k8s.io/pause:3.10"], { source: { kind: "archive", directory } }),
+    );
+    await settle();
+    const image = only(resourcesOf("import"), imageType);
+    assert.equal(image.inputs.expectedDigest, digest);
+    assert.deepEqual((image.inputs.request as { from: unknown }).from, {
+      transport: "oci",
+      directory,
+      refName: "registry.k8s.io/pause:3.10",
+    });
+  });
+
+  describe("bad input fails before anything is created", function () {
+    const archiveWithoutLock = mkdtempSync(path.join(os.tmpdir(), "no-lock-"));
+    const cases: Array<[string, ImageMirrorArgs, RegExp]> = [
+      [
+        "a malformed reference",
+        registryArgs(["registry.k8s.io/Pause:3.10"]),
+        /uppercase letters are not allowed in repository/,
+      ],
+      [
+        "a colliding mapping",
+        registryArgs(["docker.io/library/nginx:1.27", "quay.io/library/nginx:1.27"]),
+        /library\/nginx/,
+      ],
+      [
+        "two platforms",
+        registryArgs(images, { platform: "linux/amd64,linux/arm64" }),
+        /platform 'linux\/amd64,linux\/arm64' must be os\/arch/,
+      ],
+      [
+        "an archive without a lock",
+        registryArgs(images, { source: { kind: "archive", directory: archiveWithoutLock } }),
+        /has no images\.lock\.json/,
+      ],
+      [
+        "retries out of range",
+        registryArgs(images, { retries: 50 }),
+        /retries: 50 must be an integer from 0 to 10/,
+      ],
+    ];
+    for (const [label, args, expected] of cases) {
+      it(label, async function () {
+        const name = `bad-mirror-${label.replace(/\W+/g, "-")}`;
+        assert.throws(() => new ImageMirror(name, args), expected);
+        await settle();
+        assert.deepEqual(
+          resourcesOf(name).filter((resource) => resource.custom),
+          [],
+        );
+      });
+    }
+  });
+});
