@@ -1,4 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
+import type { ImageSource } from "../components/mirror";
+import type { RegistryAccess } from "../components/mirror/actions/registry-client";
 import type { RestartPolicy } from "../components/registry";
 import { loadProjectSchema, type ConfigKeySchema, type ProjectSchema } from "./schema";
 
@@ -40,6 +42,38 @@ export interface StackConfig {
     auth?: { username?: string; password?: pulumi.Output<string> };
     restartPolicy: RestartPolicy;
     extraSettings: Record<string, string>;
+  };
+  /** The cluster's Kubernetes version as given ("" when not set). */
+  kubernetesVersion: string;
+  images: {
+    enabled: boolean;
+    includeCatalog: boolean;
+    extra: string[];
+    listFiles: string[];
+    conformanceImage?: string;
+    resultsImage: string;
+    platform?: string;
+    source: ImageSource;
+    sourcePassword?: pulumi.Output<string>;
+    destination: "registry" | "archive";
+    archiveDirectory?: string;
+  };
+  mirror: {
+    /** An existing registry instead of the registry container. */
+    external?: {
+      endpoint: string;
+      pushEndpoint: string;
+      scheme: "http" | "https";
+      username?: string;
+    };
+    /** host:port this machine pushes to, when it differs from what nodes use. */
+    pushEndpoint?: string;
+    caFile?: string;
+    insecure: boolean;
+    password?: pulumi.Output<string>;
+    upstreamPrefixes: Record<string, string>;
+    retries: number;
+    deleteOnDestroy: boolean;
   };
 }
 
@@ -146,12 +180,65 @@ export function parseExtraSettings(key: string, entries: string[]): Record<strin
   return settings;
 }
 
-/** Builds the program's config from typed values. `password` arrives already wrapped as a secret. */
+/** Parses `name=value` entries; the error names the config key, the entry and the form wanted. */
+export function parseAssignments(
+  key: string,
+  entries: string[],
+  form: string,
+  valuePattern: RegExp,
+): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [index, entry] of entries.entries()) {
+    const separator = entry.indexOf("=");
+    const name = entry.slice(0, separator);
+    const value = entry.slice(separator + 1);
+    if (separator <= 0 || !valuePattern.test(value)) {
+      throw new ConfigError(`${key}[${index}]`, entry, form);
+    }
+    if (name in result) throw new ConfigError(`${key}[${index}]`, entry, `${name} only once`);
+    result[name] = value;
+  }
+  return result;
+}
+
+const registryUrlPattern = /^(https?):\/\/(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+
+/** `scheme://host[:port]` -> registry access; the error names the key. */
+export function parseRegistryUrl(key: string, url: string, caFile?: string): RegistryAccess {
+  const match = registryUrlPattern.exec(url);
+  if (!match) {
+    throw new ConfigError(key, url, "scheme://host[:port] with scheme http or https, no path");
+  }
+  const scheme = match[1] as "http" | "https";
+  return {
+    host: `${match[2]}${match[3] ?? ""}`,
+    scheme,
+    ...(scheme === "https" && caFile ? { caFile } : {}),
+  };
+}
+
+function oneOf<T extends string>(key: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(key, value, allowed.join(", "));
+  }
+  return value as T;
+}
+
+/** Secrets of the stack, read by the caller with `getSecret` so they stay secrets. */
+export interface StackSecrets {
+  registryPassword?: pulumi.Output<string>;
+  imagesSourcePassword?: pulumi.Output<string>;
+  mirrorPassword?: pulumi.Output<string>;
+}
+
+/** Builds the program's config from typed values. Passwords arrive already wrapped as secrets. */
 export function buildStackConfig(
   values: Record<string, Scalar>,
   project: string,
-  password?: pulumi.Output<string>,
+  secrets: StackSecrets = {},
 ): StackConfig {
+  const key = (name: string) => `${project}:${name}`;
+  const password = secrets.registryPassword;
   const certificateFile = optionalString(values.registryTlsCertificateFile);
   const keyFile = optionalString(values.registryTlsKeyFile);
   const username = optionalString(values.registryUsername);
@@ -180,6 +267,172 @@ export function buildStackConfig(
         values.registryExtraSettings as string[],
       ),
     },
+    kubernetesVersion: values.kubernetesVersion as string,
+    images: buildImagesConfig(values, key, secrets),
+    mirror: buildMirrorConfig(values, key, secrets),
+  };
+}
+
+function buildImagesConfig(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+  secrets: StackSecrets,
+): StackConfig["images"] {
+  const enabled = values.imagesEnabled as boolean;
+  const caFile = optionalString(values.imagesSourceCaFile);
+  const archiveDirectory = optionalString(values.imagesArchiveDirectory);
+  const sourceKind = oneOf(
+    key("imagesSource"),
+    values.imagesSource as string,
+    ["upstream", "registry", "archive"] as const,
+  );
+  let source: ImageSource;
+  if (sourceKind === "upstream") {
+    const overrides = parseAssignments(
+      key("imagesSourceOverrides"),
+      values.imagesSourceOverrides as string[],
+      "upstream=scheme://host[:port], e.g. registry.k8s.io=https://proxy.corp:8443",
+      registryUrlPattern,
+    );
+    source = {
+      kind: "upstream",
+      registries: Object.fromEntries(
+        Object.entries(overrides).map(([upstream, url]) => [
+          upstream,
+          parseRegistryUrl(key("imagesSourceOverrides"), url, caFile),
+        ]),
+      ),
+    };
+  } else if (sourceKind === "registry") {
+    const url = optionalString(values.imagesSourceRegistry);
+    if (!url) {
+      throw new ConfigError(
+        key("imagesSourceRegistry"),
+        undefined,
+        "required when imagesSource is registry (scheme://host[:port])",
+      );
+    }
+    const username = optionalString(values.imagesSourceUsername);
+    source = {
+      kind: "registry",
+      access: {
+        ...parseRegistryUrl(key("imagesSourceRegistry"), url, caFile),
+        ...(username ? { username } : {}),
+      },
+    };
+  } else {
+    if (!archiveDirectory) {
+      throw new ConfigError(
+        key("imagesArchiveDirectory"),
+        undefined,
+        "required when imagesSource is archive",
+      );
+    }
+    source = { kind: "archive", directory: archiveDirectory };
+  }
+  const destination = oneOf(
+    key("imagesDestination"),
+    values.imagesDestination as string,
+    ["registry", "archive"] as const,
+  );
+  if (enabled && destination === "archive" && !archiveDirectory) {
+    throw new ConfigError(
+      key("imagesArchiveDirectory"),
+      undefined,
+      "required when imagesDestination is archive",
+    );
+  }
+  if (enabled && destination === "archive" && sourceKind === "archive") {
+    throw new ConfigError(
+      key("imagesDestination"),
+      "archive",
+      "registry when imagesSource is archive (an archive is exported from a registry or upstream)",
+    );
+  }
+  if (enabled && (values.kubernetesVersion as string) === "") {
+    throw new ConfigError(
+      key("kubernetesVersion"),
+      undefined,
+      "required when imagesEnabled is true, e.g. 1.31.4",
+    );
+  }
+  return {
+    enabled,
+    includeCatalog: values.imagesIncludeCatalog as boolean,
+    extra: values.imagesExtra as string[],
+    listFiles: values.imagesListFiles as string[],
+    conformanceImage: optionalString(values.imagesConformanceImage),
+    resultsImage: values.imagesResultsImage as string,
+    platform: optionalString(values.imagesPlatform),
+    source,
+    sourcePassword: secrets.imagesSourcePassword,
+    destination,
+    archiveDirectory,
+  };
+}
+
+function buildMirrorConfig(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+  secrets: StackSecrets,
+): StackConfig["mirror"] {
+  const endpoint = optionalString(values.mirrorEndpoint);
+  const pushEndpoint = optionalString(values.mirrorPushEndpoint);
+  const hostPort = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+  for (const [name, value] of [
+    ["mirrorEndpoint", endpoint],
+    ["mirrorPushEndpoint", pushEndpoint],
+  ] as const) {
+    if (value !== undefined && !hostPort.test(value)) {
+      throw new ConfigError(key(name), value, "host:port, e.g. 10.0.0.5:5000 (no scheme)");
+    }
+  }
+  const registryEnabled = values.registryEnabled as boolean;
+  const imagesToRegistry =
+    (values.imagesEnabled as boolean) && values.imagesDestination === "registry";
+  if (registryEnabled && endpoint) {
+    throw new ConfigError(
+      key("mirrorEndpoint"),
+      endpoint,
+      "empty while registryEnabled is true (the registry container is the mirror)",
+    );
+  }
+  if (!registryEnabled && imagesToRegistry && !endpoint) {
+    throw new ConfigError(
+      key("mirrorEndpoint"),
+      undefined,
+      "required when registryEnabled is false and images are mirrored into a registry",
+    );
+  }
+  const retries = values.mirrorRetries as number;
+  if (retries < 0 || retries > 10)
+    throw new ConfigError(key("mirrorRetries"), String(retries), "an integer from 0 to 10");
+  const username = optionalString(values.mirrorUsername);
+  return {
+    external: endpoint
+      ? {
+          endpoint,
+          pushEndpoint: pushEndpoint ?? endpoint,
+          scheme: oneOf(
+            key("mirrorScheme"),
+            values.mirrorScheme as string,
+            ["http", "https"] as const,
+          ),
+          ...(username ? { username } : {}),
+        }
+      : undefined,
+    pushEndpoint,
+    caFile: optionalString(values.mirrorCaFile),
+    insecure: values.mirrorInsecure as boolean,
+    password: secrets.mirrorPassword,
+    upstreamPrefixes: parseAssignments(
+      key("mirrorUpstreamPrefixes"),
+      values.mirrorUpstreamPrefixes as string[],
+      "upstream=prefix, e.g. quay.io=quay",
+      /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/,
+    ),
+    retries,
+    deleteOnDestroy: values.mirrorDeleteOnDestroy as boolean,
   };
 }
 
@@ -213,6 +466,10 @@ export function configKeyForRegistryArg(project: string, arg: string): string | 
 export function loadStackConfig(): StackConfig {
   const schema = loadProjectSchema();
   const values = readTypedConfig(pulumi.runtime.allConfig(), schema);
-  const password = new pulumi.Config(schema.project).getSecret("registryPassword");
-  return buildStackConfig(values, schema.project, password === undefined ? undefined : password);
+  const config = new pulumi.Config(schema.project);
+  return buildStackConfig(values, schema.project, {
+    registryPassword: config.getSecret("registryPassword"),
+    imagesSourcePassword: config.getSecret("imagesSourcePassword"),
+    mirrorPassword: config.getSecret("mirrorPassword"),
+  });
 }

@@ -9,6 +9,7 @@ import { dockerLoadEnvironment, dockerLoadScript } from "./image-load";
 import { assertHostPortUsable } from "./port-check";
 import {
   RegistryArgsError,
+  type RegistrySettings,
   type RestartPolicy,
   registryContainerSpec,
   registryScheme,
@@ -95,6 +96,8 @@ export class RegistryContainer extends pulumi.ComponentResource {
   public readonly containerName: pulumi.Output<string>;
   public readonly authEnabled: pulumi.Output<boolean>;
   public readonly tlsEnabled: pulumi.Output<boolean>;
+  /** The validated settings, known at preview (endpoints, user name), for composing components. */
+  public readonly settings: RegistrySettings;
 
   constructor(name: string, args: RegistryContainerArgs, opts?: pulumi.ComponentResourceOptions) {
     super("airgap:registry:RegistryContainer", name, {}, opts);
@@ -198,6 +201,7 @@ export class RegistryContainer extends pulumi.ComponentResource {
       deleteBeforeReplace: true,
     });
 
+    this.settings = settings;
     this.endpoint = pulumi.output(settings.endpoint);
     this.localEndpoint = pulumi.output(settings.localEndpoint);
     this.scheme = pulumi.output(registryScheme(settings));

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { loadStackConfig } from "../../infra/config";
+import { imageSetForStack } from "../../infra/images";
 import { defineProgram } from "../../infra/program";
 import { readStackFile } from "../../infra/stack-file";
 
@@ -30,8 +31,60 @@ describe("the program (mocks)", function () {
     assert.deepEqual(container.inputs.networksAdvanced, [{ name: "kind" }]);
   });
 
+  const registryOnly = { "airgap-conformance:imagesEnabled": "false" };
+
+  it("requires the Kubernetes version when images are mirrored", function () {
+    useConfig({});
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:kubernetesVersion: required when imagesEnabled is true/,
+    );
+  });
+
+  it("names the config key of a bad extra image, list file or version", function () {
+    const base = {
+      ...registryOnly,
+      "airgap-conformance:imagesEnabled": "true",
+      "airgap-conformance:kubernetesVersion": "1.31.4",
+      "airgap-conformance:registryEnabled": "false",
+      "airgap-conformance:mirrorEndpoint": "10.0.0.5:5000",
+    };
+    useConfig({
+      ...base,
+      "airgap-conformance:imagesExtra": JSON.stringify(["nginx:1.27", "Bad/Image"]),
+    });
+    assert.throws(
+      () => defineProgram(loadStackConfig(), "airgap-conformance"),
+      /config airgap-conformance:imagesExtra\[1\]: .*uppercase/,
+    );
+    useConfig({
+      ...base,
+      "airgap-conformance:imagesListFiles": JSON.stringify(["/nonexistent/images.txt"]),
+    });
+    assert.throws(
+      () => defineProgram(loadStackConfig(), "airgap-conformance"),
+      /config airgap-conformance:imagesListFiles\[0\]: got "\/nonexistent\/images.txt"; allowed: a readable image list file/,
+    );
+    useConfig({ ...base, "airgap-conformance:kubernetesVersion": "1.34.1" });
+    assert.throws(
+      () => defineProgram(loadStackConfig(), "airgap-conformance"),
+      /config airgap-conformance:kubernetesVersion: got "1.34.1".*1\.31, 1\.33, 1\.35/,
+    );
+  });
+
+  it("refuses mirroring into a registry when the registry is off and no other is named", function () {
+    useConfig({
+      "airgap-conformance:registryEnabled": "false",
+      "airgap-conformance:kubernetesVersion": "1.31.4",
+    });
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:mirrorEndpoint: required when registryEnabled is false/,
+    );
+  });
+
   it("rejects an unknown key, suggesting the one meant", function () {
-    useConfig({ "airgap-conformance:registryHostPrt": "5000" });
+    useConfig({ ...registryOnly, "airgap-conformance:registryHostPrt": "5000" });
     assert.throws(
       () => loadStackConfig(),
       /config airgap-conformance:registryHostPrt: unknown key; did you mean airgap-conformance:registryHostPort\?/,
@@ -39,7 +92,7 @@ describe("the program (mocks)", function () {
   });
 
   it("rejects a value of the wrong type, naming key, value and what is allowed", function () {
-    useConfig({ "airgap-conformance:registryHostPort": "five thousand" });
+    useConfig({ ...registryOnly, "airgap-conformance:registryHostPort": "five thousand" });
     assert.throws(
       () => loadStackConfig(),
       /config airgap-conformance:registryHostPort: got "five thousand"; allowed: an integer/,
@@ -48,6 +101,7 @@ describe("the program (mocks)", function () {
 
   it("reports a component argument error under the config key that set it", function () {
     useConfig({
+      ...registryOnly,
       "airgap-conformance:registryHostPort": "70000",
       "airgap-conformance:registryBindAddress": "127.0.0.1",
       "airgap-conformance:registryCheckHostPort": "false",
@@ -61,6 +115,7 @@ describe("the program (mocks)", function () {
   it("keeps the registry password a secret", async function () {
     pulumi.runtime.setAllConfig(
       {
+        ...registryOnly,
         "airgap-conformance:registryUsername": "mirror",
         "airgap-conformance:registryPassword": "stack-secret-pw",
       },
@@ -74,7 +129,7 @@ describe("the program (mocks)", function () {
   });
 
   it("declares nothing when the registry is turned off", function () {
-    useConfig({ "airgap-conformance:registryEnabled": "false" });
+    useConfig({ ...registryOnly, "airgap-conformance:registryEnabled": "false" });
     assert.deepEqual(defineProgram(loadStackConfig(), "airgap-conformance"), {});
   });
 });

@@ -1,0 +1,63 @@
+import { readFileSync } from "node:fs";
+import { assembleImageSet, ImageSetError, type ImageSet } from "../core/images/image-set";
+import { ImageListError } from "../core/images/list-file";
+import { UnknownKubernetesVersionError } from "../core/images/catalog";
+import { InvalidKubernetesVersionError } from "../core/images/kubernetes-version";
+import { ConfigError, type StackConfig } from "./config";
+
+/** Reads a list file named by config; the error names the key, the index and the path. */
+export type ListFileReader = (path: string) => string;
+
+/**
+ * The stack's image set: the catalog for its Kubernetes version, the conformance and results
+ * images, extra images and list files. Errors name the config key that brought the bad value.
+ */
+export function imageSetForStack(
+  config: StackConfig,
+  project: string,
+  readListFile: ListFileReader = (path) => readFileSync(path, "utf8"),
+): ImageSet {
+  const key = (name: string) => `${project}:${name}`;
+  const listFiles = config.images.listFiles.map((file, index) => {
+    try {
+      return { name: file, text: readListFile(file) };
+    } catch (error) {
+      throw new ConfigError(
+        `${key("imagesListFiles")}[${index}]`,
+        file,
+        `a readable image list file (${(error as Error).message})`,
+      );
+    }
+  });
+  try {
+    return assembleImageSet({
+      kubernetesVersion: config.kubernetesVersion,
+      conformanceImage: config.images.conformanceImage,
+      resultsImage: config.images.resultsImage,
+      extraImages: config.images.extra,
+      extraImagesSource: key("imagesExtra"),
+      listFiles,
+      includeCatalog: config.images.includeCatalog,
+    });
+  } catch (error) {
+    if (error instanceof ImageSetError) {
+      // Option names of assembleImageSet -> config keys (extra images already carry theirs).
+      const optionKeys: Record<string, string> = {
+        kubernetesVersion: key("kubernetesVersion"),
+        conformanceImage: key("imagesConformanceImage"),
+        resultsImage: key("imagesResultsImage"),
+      };
+      throw new ConfigError(optionKeys[error.source] ?? error.source, undefined, error.message);
+    }
+    if (error instanceof ImageListError) {
+      throw new ConfigError(key("imagesListFiles"), undefined, error.message);
+    }
+    if (
+      error instanceof InvalidKubernetesVersionError ||
+      error instanceof UnknownKubernetesVersionError
+    ) {
+      throw new ConfigError(key("kubernetesVersion"), config.kubernetesVersion, error.message);
+    }
+    throw error;
+  }
+}
