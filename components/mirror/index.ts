@@ -123,6 +123,8 @@ export class ImageMirror extends pulumi.ComponentResource {
       };
       return new MirroredImage(`${name}-${copy.source}`, inputs, {
         parent: this,
+        // Children do not inherit the component's dependsOn; copies must wait for the registry.
+        dependsOn: opts?.dependsOn,
         additionalSecretOutputs: ["credentials"],
         // Deleting by digest after a replacement copied the same digest would remove it again.
         deleteBeforeReplace: deleteOnDestroy,

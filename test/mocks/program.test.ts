@@ -19,9 +19,11 @@ describe("the program (mocks)", function () {
     assert.deepEqual(secureKeys, []);
     // The host-port probe needs a Docker engine; it runs for real in the integration tests.
     useConfig({ ...config, "airgap-conformance:registryCheckHostPort": "false" });
-    const outputs = defineProgram(loadStackConfig(), "airgap-conformance");
+    const stackConfig = loadStackConfig();
+    const outputs = defineProgram(stackConfig, "airgap-conformance");
     assert.equal(await valueOf(outputs.registryEndpoint), "kind-registry:5000");
     assert.equal(await valueOf(outputs.registryUrl), "http://kind-registry:5000");
+    await valueOf(outputs.imageMapping);
     await settle();
     const container = only(resourcesOf("registry"), "docker:index/container:Container");
     assert.equal(container.inputs.name, "kind-registry");
@@ -29,6 +31,47 @@ describe("the program (mocks)", function () {
       { internal: 5000, external: 5001, ip: "127.0.0.1", protocol: "tcp" },
     ]);
     assert.deepEqual(container.inputs.networksAdvanced, [{ name: "kind" }]);
+
+    // Images: the 1.31 catalog plus the conformance image, pushed via the host port.
+    const imageSet = imageSetForStack(stackConfig, "airgap-conformance");
+    assert.equal(await valueOf(outputs.imageCount), imageSet.images.length);
+    const mapping = await valueOf(outputs.imageMapping);
+    assert.match(
+      mapping["registry.k8s.io/conformance:v1.31.4"],
+      /^kind-registry:5000\/conformance:v1\.31\.4@sha256:/,
+    );
+    const images = resourcesOf("images").filter(
+      (resource) => resource.type === "pulumi-nodejs:dynamic/mirror:MirroredImage",
+    );
+    assert.equal(images.length, imageSet.images.length);
+    const pause = images.find(
+      (resource) => resource.inputs.source === "registry.k8s.io/pause:3.10",
+    );
+    assert.ok(pause, "the catalog's pause image is mirrored");
+    assert.deepEqual((pause.inputs.request as { to: unknown }).to, {
+      transport: "docker",
+      access: { host: "127.0.0.1:5001", scheme: "http" },
+      repository: "pause",
+      reference: "3.10",
+    });
+    assert.ok(
+      pause.dependencies.some((urn) => urn.endsWith("RegistryContainer::registry")),
+      "copies wait for the registry",
+    );
+    assert.match(
+      String(await valueOf(outputs.repoList)),
+      /promoterE2eRegistry: kind-registry:5000\/e2e-test-images/,
+    );
+    assert.deepEqual(
+      outputs.unmirrorableImages?.map((image) => image.image).sort(),
+      imageSet.unmirrorable.map((image) => image.canonical).sort(),
+    );
+    assert.ok(
+      (outputs.unmirrorableImages ?? []).length > 0,
+      "invalid/auth-only images are reported",
+    );
+    assert.equal(outputs.imageCatalog?.kubernetesVersion, "1.31");
+    assert.equal(outputs.imageCatalog?.complete, false);
   });
 
   const registryOnly = { "airgap-conformance:imagesEnabled": "false" };
