@@ -55,7 +55,7 @@ describe("the program (mocks)", function () {
       reference: "3.10",
     });
     assert.ok(
-      pause.dependencies.some((urn) => urn.endsWith("RegistryContainer::registry")),
+      pause.dependencies.some((urn) => urn.endsWith("::registry-container")),
       "copies wait for the registry",
     );
     assert.match(
