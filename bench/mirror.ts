@@ -18,7 +18,7 @@ import {
   type RegistryAccess,
 } from "../components/mirror/actions/registry-client";
 import { planImageCopies } from "../components/mirror/plan";
-import { performCopy } from "../components/mirror/provider";
+import { performCopy } from "../components/mirror/provider-runtime";
 import { ensureDockerEngine, stopDockerEngineIfStarted } from "../test/lab/engine";
 import { run } from "../test/lab/exec";
 import { labDir } from "../test/lab/paths";

@@ -2,12 +2,8 @@ import * as pulumi from "@pulumi/pulumi";
 import { renderRepoList } from "../../core/images/repo-list";
 import { readLock, type LockDocument } from "./actions/archive";
 import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
-import {
-  archiveLockProvider,
-  mirroredImageProvider,
-  type CopyCredentials,
-  type MirroredImageInputs,
-} from "./provider";
+import { archiveLockProvider, mirroredImageProvider } from "./provider";
+import type { CopyCredentials, MirroredImageInputs } from "./provider-runtime";
 
 export type { ImageDestination, ImageSource } from "./plan";
 export type { LockDocument } from "./actions/archive";
@@ -95,41 +91,52 @@ export class ImageMirror extends pulumi.ComponentResource {
     }
     const deleteOnDestroy = args.deleteOnDestroy ?? false;
 
-    const images = plan.copies.map((copy) => {
-      const from = copy.request.from;
-      const fromHost = from.transport === "docker" ? from.access.host : undefined;
-      const fromPassword =
-        fromHost !== undefined
-          ? (args.sourcePasswords?.[fromHost] ?? args.sourcePasswords?.[copy.source.split("/")[0]])
-          : undefined;
-      const credentials = pulumi.secret(
-        pulumi
-          .all([fromPassword, args.mirrorPassword])
-          .apply(([fromValue, toValue]): CopyCredentials => ({
-            ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
-            ...(toValue !== undefined ? { toPassword: toValue } : {}),
-          })),
-      );
-      const inputs: Omit<MirroredImageInputs, "credentials"> & {
-        credentials: pulumi.Input<CopyCredentials>;
-      } = {
-        source: copy.source,
-        request: copy.request,
-        expectedDigest: copy.expectedDigest,
-        mirrorReference: copy.mirrorReference,
-        retries,
-        deleteOnDestroy,
-        credentials,
-      };
-      return new MirroredImage(`${name}-${copy.source}`, inputs, {
-        parent: this,
-        // Children do not inherit the component's dependsOn; copies must wait for the registry.
-        dependsOn: opts?.dependsOn,
-        additionalSecretOutputs: ["credentials"],
-        // Deleting by digest after a replacement copied the same digest would remove it again.
-        deleteBeforeReplace: deleteOnDestroy,
+    // Pulumi records a stack trace per resource, and under ts-node every frame is source-mapped:
+    // for hundreds of images that formatting dominates evaluation. Frames past the component's
+    // own are not needed (the engine keeps the innermost user frame as the resource's position).
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = Math.min(stackTraceLimit, 6);
+    let images: MirroredImage[];
+    try {
+      images = plan.copies.map((copy) => {
+        const from = copy.request.from;
+        const fromHost = from.transport === "docker" ? from.access.host : undefined;
+        const fromPassword =
+          fromHost !== undefined
+            ? (args.sourcePasswords?.[fromHost] ??
+              args.sourcePasswords?.[copy.source.split("/")[0]])
+            : undefined;
+        const credentials = pulumi.secret(
+          pulumi
+            .all([fromPassword, args.mirrorPassword])
+            .apply(([fromValue, toValue]): CopyCredentials => ({
+              ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
+              ...(toValue !== undefined ? { toPassword: toValue } : {}),
+            })),
+        );
+        const inputs: Omit<MirroredImageInputs, "credentials"> & {
+          credentials: pulumi.Input<CopyCredentials>;
+        } = {
+          source: copy.source,
+          request: copy.request,
+          expectedDigest: copy.expectedDigest,
+          mirrorReference: copy.mirrorReference,
+          retries,
+          deleteOnDestroy,
+          credentials,
+        };
+        return new MirroredImage(`${name}-${copy.source}`, inputs, {
+          parent: this,
+          // Children do not inherit the component's dependsOn; copies must wait for the registry.
+          dependsOn: opts?.dependsOn,
+          additionalSecretOutputs: ["credentials"],
+          // Deleting by digest after a replacement copied the same digest would remove it again.
+          deleteBeforeReplace: deleteOnDestroy,
+        });
       });
-    });
+    } finally {
+      Error.stackTraceLimit = stackTraceLimit;
+    }
 
     const lockedImages = pulumi
       .all(images.map((image) => pulumi.all([image.source, image.digest])))

@@ -13,11 +13,11 @@ import {
   type CopyRequest,
 } from "../../components/mirror/actions/skopeo";
 import { planImageCopies } from "../../components/mirror/plan";
-import {
-  mirroredImageProvider,
-  type MirroredImageInputs,
-  type MirroredImageOutputs,
-} from "../../components/mirror/provider";
+import { mirroredImageProvider } from "../../components/mirror/provider";
+import type {
+  MirroredImageInputs,
+  MirroredImageOutputs,
+} from "../../components/mirror/provider-runtime";
 import { callProvider, serializeProvider } from "../lab/dynamic-provider";
 import { docker } from "../lab/engine";
 import { run } from "../lab/exec";

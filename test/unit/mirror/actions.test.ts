@@ -20,7 +20,7 @@ import {
   replacementKeys,
   requestWithCredentials,
   type MirroredImageInputs,
-} from "../../../components/mirror/provider";
+} from "../../../components/mirror/provider-runtime";
 
 const files = { digestFile: "/tmp/d/digest", authFile: "/tmp/d/auth.json" };
 
