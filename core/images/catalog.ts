@@ -162,17 +162,20 @@ export function parseCatalogFile(text: string, descriptor: CatalogFileDescriptor
   };
 }
 
-/** "repo <r>, path <p>, commit <sha>" in the header, possibly wrapped over two lines. */
+/**
+ * The source named in the header: "repo <r>, path <p>, commit <sha>" (read from source, possibly
+ * wrapped over two lines) or "image <ref>@sha256:<hex>" (scripts/regenerate-catalog.sh).
+ */
 function sourceNamedIn(header: readonly ImageListComment[], file: string): string {
   const text = header.map((comment) => comment.text.trim()).join(" ");
-  const match = /repo (\S+), path (\S+),\s+commit ([0-9a-f]{40})/.exec(text);
-  if (match === null) {
-    throw new CatalogFileError(
-      file,
-      "the header must name its source as 'repo <owner/name>, path <file>, commit <40 hex>'",
-    );
-  }
-  return `${match[1]} ${match[2]} @ ${match[3]}`;
+  const fromSource = /repo (\S+), path (\S+),\s+commit ([0-9a-f]{40})/.exec(text);
+  if (fromSource !== null) return `${fromSource[1]} ${fromSource[2]} @ ${fromSource[3]}`;
+  const fromImage = /SOURCE: image (\S+@sha256:[0-9a-f]{64})/.exec(text);
+  if (fromImage !== null) return `e2e.test --list-images of ${fromImage[1]}`;
+  throw new CatalogFileError(
+    file,
+    "the header must name its source as 'repo <owner/name>, path <file>, commit <40 hex>' or 'SOURCE: image <ref>@sha256:<64 hex>'",
+  );
 }
 
 interface TrailerSection {
