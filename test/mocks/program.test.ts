@@ -74,6 +74,26 @@ describe("the program (mocks)", function () {
     assert.equal(outputs.imageCatalog?.complete, false);
   });
 
+  it("evaluates the export stack: images into an archive, no registry", async function () {
+    const { config } = readStackFile(path.join(root, "Pulumi.export.yaml"));
+    useConfig(config);
+    const outputs = defineProgram(loadStackConfig(), "airgap-conformance");
+    assert.equal(outputs.registryEndpoint, undefined);
+    await valueOf(outputs.imageLock);
+    await settle();
+    const lock = only(resourcesOf("images"), "pulumi-nodejs:dynamic/mirror:ArchiveLock");
+    assert.equal(lock.inputs.directory, "/media/usb/airgap-images");
+    const conformance = resourcesOf("images").find(
+      (resource) => resource.inputs.source === "registry.k8s.io/conformance:v1.31.4",
+    );
+    assert.deepEqual((conformance?.inputs.request as { to: unknown }).to, {
+      transport: "oci",
+      directory: "/media/usb/airgap-images",
+      refName: "registry.k8s.io/conformance:v1.31.4",
+    });
+    assert.equal(await valueOf(outputs.repoList), undefined);
+  });
+
   const registryOnly = { "airgap-conformance:imagesEnabled": "false" };
 
   it("requires the Kubernetes version when images are mirrored", function () {

@@ -1,0 +1,169 @@
+/**
+ * Offline CLI over the same core the program uses: no Pulumi engine, no cluster, no network.
+ *
+ *   npm run cli -- images  --stack dev            the images the stack mirrors, and why
+ *   npm run cli -- mapping --stack dev            source -> mirror reference
+ *   npm run cli -- render  --stack dev --out DIR  repo list, mapping and lists for review
+ *
+ * `--stack NAME` reads Pulumi.NAME.yaml next to Pulumi.yaml; `--file PATH` reads any stack file.
+ */
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import { parseArgs } from "node:util";
+import { planImageCopies } from "../components/mirror/plan";
+import { resolveRegistrySettings } from "../components/registry/spec";
+import { renderRepoList } from "../core/images/repo-list";
+import { buildStackConfig, ConfigError, readTypedConfig, type StackConfig } from "../infra/config";
+import { imageSetForStack } from "../infra/images";
+import { loadProjectSchema, projectFile } from "../infra/schema";
+import { readStackFile } from "../infra/stack-file";
+
+const usage = `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]`;
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** The stack's config as the program would read it (secrets are not needed offline). */
+export function loadStackFileConfig(file: string): { config: StackConfig; project: string } {
+  const schema = loadProjectSchema();
+  const { config: raw } = readStackFile(file);
+  return {
+    config: buildStackConfig(readTypedConfig(raw, schema), schema.project),
+    project: schema.project,
+  };
+}
+
+/** host:port nodes use for the mirror: the existing registry, or the container's endpoint. */
+function mirrorHostFor(config: StackConfig): string {
+  if (config.mirror.external) return config.mirror.external.endpoint;
+  return resolveRegistrySettings({
+    containerName: config.registry.containerName,
+    hostPort: config.registry.hostPort,
+    bindAddress: config.registry.bindAddress,
+    advertisedEndpoint: config.registry.advertisedEndpoint,
+    networks: config.registry.networks,
+  }).endpoint;
+}
+
+function mappingLines(config: StackConfig, project: string): { source: string; mirror: string }[] {
+  const imageSet = imageSetForStack(config, project);
+  const plan = planImageCopies({
+    images: imageSet.images.map((image) => image.canonical),
+    source: config.images.source.kind === "archive" ? { kind: "upstream" } : config.images.source,
+    destination: {
+      kind: "registry",
+      access: { host: mirrorHostFor(config), scheme: "https" },
+      nodeEndpoint: mirrorHostFor(config),
+    },
+    upstreamPrefixes: config.mirror.upstreamPrefixes,
+  });
+  return plan.copies.map((copy) => ({ source: copy.source, mirror: copy.mirrorReference }));
+}
+
+/** Runs one CLI invocation and returns what it would print (pure but for reading/writing files). */
+export function runCli(argv: string[]): CliResult {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        stack: { type: "string" },
+        file: { type: "string" },
+        out: { type: "string" },
+        json: { type: "boolean" },
+      },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${usage}\n` };
+  }
+  const [command] = parsed.positionals;
+  const { stack, file, out, json } = parsed.values;
+  if (!command || !["images", "mapping", "render"].includes(command) || (!stack && !file)) {
+    return { code: 2, stdout: "", stderr: `${usage}\n` };
+  }
+  const projectDir = path.dirname(projectFile);
+  const stackFile = file ?? path.join(projectDir, `Pulumi.${stack}.yaml`);
+  if (!existsSync(stackFile)) {
+    const stacks = readdirSync(projectDir)
+      .map((name) => /^Pulumi\.(.+)\.yaml$/.exec(name)?.[1])
+      .filter((name): name is string => name !== undefined);
+    return {
+      code: 1,
+      stdout: "",
+      stderr: `no stack file ${stackFile} (stacks here: ${stacks.join(", ")})\n`,
+    };
+  }
+  try {
+    const { config, project } = loadStackFileConfig(stackFile);
+    if (!config.images.enabled) {
+      return {
+        code: 1,
+        stdout: "",
+        stderr: `${stackFile}: imagesEnabled is false; this stack mirrors no images\n`,
+      };
+    }
+    const imageSet = imageSetForStack(config, project);
+    if (command === "images") {
+      if (json) return { code: 0, stdout: `${JSON.stringify(imageSet, null, 2)}\n`, stderr: "" };
+      const lines = imageSet.images.map(
+        (image) => `${image.canonical}\t${image.origins.join(", ")}`,
+      );
+      const notes = imageSet.unmirrorable.map(
+        (image) => `# not mirrored: ${image.canonical} (${image.reason})`,
+      );
+      const catalog = imageSet.catalog
+        ? [
+            `# catalog ${imageSet.catalog.kubernetesVersion}: ${imageSet.catalog.provenance.kind}, ${imageSet.catalog.completeness.complete ? "complete" : "not known to be complete"} (${imageSet.catalog.provenance.source})`,
+          ]
+        : [];
+      return { code: 0, stdout: [...catalog, ...lines, ...notes].join("\n") + "\n", stderr: "" };
+    }
+    const mapping = mappingLines(config, project);
+    if (command === "mapping") {
+      const text = json
+        ? JSON.stringify(Object.fromEntries(mapping.map((m) => [m.source, m.mirror])), null, 2)
+        : mapping.map((m) => `${m.source} -> ${m.mirror}`).join("\n");
+      return { code: 0, stdout: `${text}\n`, stderr: "" };
+    }
+    if (!out) return { code: 2, stdout: "", stderr: `render needs --out DIR\n${usage}\n` };
+    mkdirSync(out, { recursive: true });
+    const written: string[] = [];
+    const write = (name: string, content: string) => {
+      writeFileSync(path.join(out, name), content);
+      written.push(name);
+    };
+    write(
+      "repo-list.yaml",
+      renderRepoList({
+        mirrorHost: mirrorHostFor(config),
+        upstreamPrefixes: config.mirror.upstreamPrefixes,
+      }),
+    );
+    write("mapping.txt", mapping.map((m) => `${m.source} ${m.mirror}`).join("\n") + "\n");
+    write("images.txt", imageSet.images.map((image) => image.canonical).join("\n") + "\n");
+    write(
+      "unmirrorable.txt",
+      imageSet.unmirrorable.map((image) => `${image.canonical}\t${image.reason}`).join("\n") + "\n",
+    );
+    return {
+      code: 0,
+      stdout: `wrote ${written.map((name) => path.join(out, name)).join(", ")}\n`,
+      stderr: "",
+    };
+  } catch (error) {
+    const message =
+      error instanceof ConfigError || error instanceof Error ? error.message : String(error);
+    return { code: 1, stdout: "", stderr: `${stackFile}: ${message}\n` };
+  }
+}
+
+if (require.main === module) {
+  const result = runCli(process.argv.slice(2));
+  process.stdout.write(result.stdout);
+  process.stderr.write(result.stderr);
+  process.exitCode = result.code;
+}

@@ -1,0 +1,69 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { runCli } from "../../../cli/airgap";
+import { renderRepoList } from "../../../core/images/repo-list";
+
+describe("offline CLI", function () {
+  it("lists the images of the dev stack with why each is there", function () {
+    const result = runCli(["images", "--stack", "dev"]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stdout, /^# catalog 1\.31: release, not known to be complete/m);
+    assert.match(result.stdout, /^registry\.k8s\.io\/conformance:v1\.31\.4\tconformance$/m);
+    assert.match(
+      result.stdout,
+      /^registry\.k8s\.io\/e2e-test-images\/busybox:1\.36\.1-1\tcatalog 1\.31, results$/m,
+    );
+    assert.match(
+      result.stdout,
+      /^# not mirrored: invalid\.registry\.k8s\.io\/invalid\/alpine:3\.1 /m,
+    );
+  });
+
+  it("prints the mapping onto the mirror the nodes use", function () {
+    const result = runCli(["mapping", "--stack", "dev", "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    const mapping = JSON.parse(result.stdout) as Record<string, string>;
+    assert.equal(mapping["registry.k8s.io/pause:3.10"], "kind-registry:5000/pause:3.10");
+  });
+
+  it("renders the repo list and lists for review", function () {
+    const out = mkdtempSync(path.join(os.tmpdir(), "render-"));
+    const result = runCli(["render", "--stack", "dev", "--out", out]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(
+      readFileSync(path.join(out, "repo-list.yaml"), "utf8"),
+      renderRepoList({ mirrorHost: "kind-registry:5000" }),
+    );
+    assert.match(
+      readFileSync(path.join(out, "mapping.txt"), "utf8"),
+      /^registry\.k8s\.io\/pause:3\.10 kind-registry:5000\/pause:3\.10$/m,
+    );
+  });
+
+  it("works for every example stack file", function () {
+    for (const stack of ["dev", "export"]) {
+      const result = runCli(["images", "--stack", stack]);
+      assert.equal(result.code, 0, `${stack}: ${result.stderr}`);
+    }
+  });
+
+  it("names the stack file and the key for a bad stack", function () {
+    const dir = mkdtempSync(path.join(os.tmpdir(), "stack-"));
+    const file = path.join(dir, "Pulumi.bad.yaml");
+    writeFileSync(
+      file,
+      "config:\n  airgap-conformance:kubernetesVersion: 1.31.4\n  airgap-conformance:imagesExtras: [nginx]\n",
+    );
+    const result = runCli(["images", "--file", file]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /Pulumi\.bad\.yaml: config airgap-conformance:imagesExtras: unknown key; did you mean airgap-conformance:imagesExtra\?/,
+    );
+    const missing = runCli(["images", "--stack", "nope"]);
+    assert.match(missing.stderr, /no stack file .*Pulumi\.nope\.yaml \(stacks here: .*dev/);
+    assert.equal(runCli(["frobnicate", "--stack", "dev"]).code, 2);
+  });
+});
