@@ -83,9 +83,10 @@ describe("the program (mocks)", function () {
     await settle();
     const lock = only(resourcesOf("images"), "pulumi-nodejs:dynamic/mirror:ArchiveLock");
     assert.equal(lock.inputs.directory, "/media/usb/airgap-images");
-    const conformance = resourcesOf("images").find(
-      (resource) => resource.inputs.source === "registry.k8s.io/conformance:v1.31.4",
-    );
+    // The last registration of that name is this stack's (the dev stack's came earlier).
+    const conformance = resourcesOf("images")
+      .filter((resource) => resource.inputs.source === "registry.k8s.io/conformance:v1.31.4")
+      .pop();
     assert.deepEqual((conformance?.inputs.request as { to: unknown }).to, {
       transport: "oci",
       directory: "/media/usb/airgap-images",
