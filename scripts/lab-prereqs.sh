@@ -5,9 +5,14 @@
 #   busybox-static   sh + wget inside that image, as in the upstream Alpine-based registry:2
 #   skopeo           the copy engine under test
 #   openssl          the per-run certificate authority
+#   debootstrap      builds the lab's cluster-node image (containerd, podman, sshd) from Debian packages
+#   debian-archive-keyring  lets debootstrap verify what it downloads
+#   openssh-client   ssh and ssh-keygen: node configuration is delivered over SSH as remote.Command does
+#   kubectl          the conformance actions drive it (against a fake API server in the tests)
+#   util-linux       flock, which serialises writers into one OCI archive
 set -euo pipefail
 
-packages=(docker.io docker-registry busybox-static skopeo openssl ca-certificates tar)
+packages=(docker.io docker-registry busybox-static skopeo openssl ca-certificates tar debootstrap debian-archive-keyring openssh-client kubectl util-linux)
 
 missing=()
 for package in "${packages[@]}"; do

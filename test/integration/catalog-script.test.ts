@@ -24,7 +24,7 @@ describe("scripts/regenerate-catalog.sh", function () {
   function fakeDocker(list: string): Record<string, string> {
     const bin = path.join(dir, "bin");
     writeFileSync(path.join(dir, "list.txt"), list);
-    require("node:fs").mkdirSync(bin, { recursive: true });
+    mkdirSync(bin, { recursive: true });
     writeFileSync(
       path.join(bin, "docker"),
       `#!/bin/sh

@@ -23,7 +23,10 @@ describe("stack config", function () {
   });
 
   it("fills defaults from Pulumi.yaml", function () {
-    const config = buildStackConfig(readTypedConfig({}, schema), schema.project);
+    const config = buildStackConfig(
+      readTypedConfig({ "airgap-conformance:kubernetesVersion": "1.31.4" }, schema),
+      schema.project,
+    );
     assert.equal(config.registry.enabled, true);
     assert.equal(config.registry.image, "registry:2");
     assert.equal(config.registry.hostPort, 5000);

@@ -1,0 +1,100 @@
+/**
+ * kubectl command lines of the actions, built here so they are tested as data; the actions only
+ * spawn them (no shell, so nothing is ever interpolated). Pure.
+ */
+
+import { ConformanceArgsError } from "./errors";
+import { OUTPUT_CONTAINER, RESULTS_MOUNT } from "./objects";
+
+export interface KubectlTarget {
+  readonly kubeconfig: string;
+  readonly context?: string;
+}
+
+function connection(target: KubectlTarget): string[] {
+  return [
+    "--kubeconfig",
+    target.kubeconfig,
+    ...(target.context === undefined ? [] : ["--context", target.context]),
+  ];
+}
+
+/** `kubectl version -o json`: the server version for `kubernetesVersion: auto`. */
+export function kubectlVersionArgs(target: KubectlTarget): string[] {
+  return [...connection(target), "version", "-o", "json", "--request-timeout=20s"];
+}
+
+/** The pod as JSON, or nothing at all when it does not exist. */
+export function getPodArgs(target: KubectlTarget, namespace: string, pod: string): string[] {
+  return [
+    ...connection(target),
+    "get",
+    "pod",
+    pod,
+    "--namespace",
+    namespace,
+    "--output",
+    "json",
+    "--ignore-not-found",
+    "--request-timeout=30s",
+  ];
+}
+
+/** `cat` of one results file in the output container (the suite's container may be gone). */
+export function readResultArgs(
+  target: KubectlTarget,
+  namespace: string,
+  pod: string,
+  file: string,
+): string[] {
+  if (!/^[A-Za-z0-9_.-]+$/.test(file)) throw new Error(`not a results file name: ${file}`);
+  return [
+    ...connection(target),
+    "exec",
+    pod,
+    "--namespace",
+    namespace,
+    "--container",
+    OUTPUT_CONTAINER,
+    "--",
+    "cat",
+    `${RESULTS_MOUNT}/${file}`,
+  ];
+}
+
+/** Deletes the namespaces the suite created in one run (labelled `e2e-run=<id>` by the framework). */
+export function deleteSuiteNamespacesArgs(target: KubectlTarget, e2eRunId: string): string[] {
+  if (!/^[0-9a-f-]+$/.test(e2eRunId)) throw new Error(`not an e2e run id: ${e2eRunId}`);
+  return [
+    ...connection(target),
+    "delete",
+    "namespaces",
+    "--selector",
+    `e2e-run=${e2eRunId}`,
+    "--ignore-not-found",
+    "--wait=false",
+  ];
+}
+
+/**
+ * The server's version from `kubectl version -o json`, e.g. "v1.31.4+k3s1".
+ *
+ * @throws ConformanceArgsError naming kubernetesVersion when the output has no server version.
+ */
+export function serverVersionFrom(output: string, detail = ""): string {
+  let parsed: { serverVersion?: { gitVersion?: string } } | undefined;
+  try {
+    parsed = JSON.parse(output) as typeof parsed;
+  } catch {
+    parsed = undefined;
+  }
+  const gitVersion = parsed?.serverVersion?.gitVersion;
+  if (typeof gitVersion !== "string" || gitVersion === "") {
+    throw new ConformanceArgsError(
+      "kubernetesVersion",
+      `"auto" could not detect the cluster's version (kubectl version reached no API server` +
+        `${detail ? `: ${detail}` : ""}); check kubeconfig/context or set kubernetesVersion, e.g. "1.31.4"`,
+    );
+  }
+  return gitVersion;
+}
