@@ -43,8 +43,24 @@ export interface StackConfig {
     restartPolicy: RestartPolicy;
     extraSettings: Record<string, string>;
   };
-  /** The cluster's Kubernetes version as given ("" when not set). */
+  /** The cluster's Kubernetes version as given ("" when not set, "auto" to detect). */
   kubernetesVersion: string;
+  cluster: { kubeconfig?: string; context?: string };
+  conformance: {
+    enabled: boolean;
+    runId: string;
+    namespace: string;
+    focus: string;
+    skip?: string;
+    parallelism: number;
+    dryRun: boolean;
+    extraArgs: string[];
+    ginkgoArgs: string[];
+    resultsDirectory: string;
+    failOnTestFailures: boolean;
+    timeoutMinutes: number;
+    startupTimeoutMinutes: number;
+  };
   images: {
     enabled: boolean;
     includeCatalog: boolean;
@@ -268,8 +284,48 @@ export function buildStackConfig(
       ),
     },
     kubernetesVersion: values.kubernetesVersion as string,
+    cluster: {
+      kubeconfig: optionalString(values.kubeconfig),
+      context: optionalString(values.kubeContext),
+    },
+    conformance: buildConformanceConfig(values, key),
     images: buildImagesConfig(values, key, secrets),
     mirror: buildMirrorConfig(values, key, secrets),
+  };
+}
+
+function buildConformanceConfig(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+): StackConfig["conformance"] {
+  const enabled = values.conformanceEnabled as boolean;
+  const atLeast = (name: string, minimum: number) => {
+    const value = values[name] as number;
+    if (value < minimum)
+      throw new ConfigError(key(name), String(value), `an integer of at least ${minimum}`);
+    return value;
+  };
+  if (enabled && (values.kubernetesVersion as string) === "") {
+    throw new ConfigError(
+      key("kubernetesVersion"),
+      undefined,
+      "required when conformanceEnabled is true, e.g. 1.31.4 or auto",
+    );
+  }
+  return {
+    enabled,
+    runId: values.conformanceRunId as string,
+    namespace: values.conformanceNamespace as string,
+    focus: values.conformanceFocus as string,
+    skip: optionalString(values.conformanceSkip),
+    parallelism: atLeast("conformanceParallelism", 1),
+    dryRun: values.conformanceDryRun as boolean,
+    extraArgs: values.conformanceExtraArgs as string[],
+    ginkgoArgs: values.conformanceGinkgoArgs as string[],
+    resultsDirectory: values.conformanceResultsDirectory as string,
+    failOnTestFailures: values.conformanceFailOnTestFailures as boolean,
+    timeoutMinutes: atLeast("conformanceTimeoutMinutes", 1),
+    startupTimeoutMinutes: atLeast("conformanceStartupTimeoutMinutes", 1),
   };
 }
 
@@ -455,11 +511,53 @@ export const registryArgConfigKeys: Record<string, string> = {
   extraSettings: "registryExtraSettings",
 };
 
-/** The config key behind a component argument path such as `networks[1]` or `extraSettings.X`. */
+/** Which config key sets each ConformanceRun argument. */
+export const conformanceArgConfigKeys: Record<string, string> = {
+  kubeconfig: "kubeconfig",
+  context: "kubeContext",
+  kubernetesVersion: "kubernetesVersion",
+  namespace: "conformanceNamespace",
+  runId: "conformanceRunId",
+  focus: "conformanceFocus",
+  skip: "conformanceSkip",
+  parallelism: "conformanceParallelism",
+  dryRun: "conformanceDryRun",
+  extraArgs: "conformanceExtraArgs",
+  ginkgoArgs: "conformanceGinkgoArgs",
+  resultsDirectory: "conformanceResultsDirectory",
+  failOnTestFailures: "conformanceFailOnTestFailures",
+  timeoutMinutes: "conformanceTimeoutMinutes",
+  startupTimeoutMinutes: "conformanceStartupTimeoutMinutes",
+  conformanceImage: "imagesConformanceImage",
+  resultsImage: "imagesResultsImage",
+  extraImages: "imagesExtra",
+  imageListFiles: "imagesListFiles",
+  "mirror.username": "mirrorUsername",
+  "mirror.password": "mirrorPassword",
+  mirror: "mirrorEndpoint",
+};
+
+/**
+ * The config key behind a component argument path such as `networks[1]`, `extraSettings.X` or
+ * `mirror.access.caFile`, from the component's table; the longest known prefix wins.
+ */
+export function configKeyForArg(
+  project: string,
+  table: Record<string, string>,
+  arg: string,
+): string | undefined {
+  let path = arg.replace(/\[\d+\]/g, "");
+  for (;;) {
+    if (table[path]) return `${project}:${table[path]}`;
+    const dot = path.lastIndexOf(".");
+    if (dot < 0) return undefined;
+    path = path.slice(0, dot);
+  }
+}
+
+/** The config key behind a RegistryContainer argument path. */
 export function configKeyForRegistryArg(project: string, arg: string): string | undefined {
-  const base = arg.replace(/\[\d+\]$/, "").replace(/^extraSettings\..*$/, "extraSettings");
-  const key = registryArgConfigKeys[base];
-  return key && `${project}:${key}`;
+  return configKeyForArg(project, registryArgConfigKeys, arg);
 }
 
 /** Reads and validates this stack's config (call once from the program). */

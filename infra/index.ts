@@ -1,17 +1,20 @@
+import * as path from "node:path";
+import { defaultKubeconfig } from "../components/conformance";
+import { detectKubernetesVersion } from "../components/conformance/detect-version";
 import { loadStackConfig } from "./config";
 import { defineProgram } from "./program";
 
-const outputs = defineProgram(loadStackConfig());
-
-export const registryEndpoint = outputs.registryEndpoint;
-export const registryUrl = outputs.registryUrl;
-export const registryContainerId = outputs.registryContainerId;
-export const registryAuthEnabled = outputs.registryAuthEnabled;
-export const registryTlsEnabled = outputs.registryTlsEnabled;
-export const imageCount = outputs.imageCount;
-export const imageMapping = outputs.imageMapping;
-export const imageLock = outputs.imageLock;
-export const repoList = outputs.repoList;
-export const upstreamRegistries = outputs.upstreamRegistries;
-export const unmirrorableImages = outputs.unmirrorableImages;
-export const imageCatalog = outputs.imageCatalog;
+/**
+ * The program. Async only for `kubernetesVersion: auto`: the version picks the image catalog and
+ * the conformance tag, so it is asked of the cluster before anything is declared.
+ */
+export = async () => {
+  const config = loadStackConfig();
+  if (config.kubernetesVersion === "auto") {
+    config.kubernetesVersion = await detectKubernetesVersion("kubectl", {
+      kubeconfig: path.resolve(config.cluster.kubeconfig ?? defaultKubeconfig()),
+      context: config.cluster.context,
+    });
+  }
+  return defineProgram(config);
+};

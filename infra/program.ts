@@ -1,7 +1,16 @@
 import * as pulumi from "@pulumi/pulumi";
+import { ConformanceArgsError } from "../core/conformance";
+import { ConformanceRun } from "../components/conformance";
 import { ImageMirror, type ImageDestination, type LockDocument } from "../components/mirror";
 import { RegistryArgsError, RegistryContainer } from "../components/registry";
-import { ConfigError, configKeyForRegistryArg, type StackConfig } from "./config";
+import { renderRepoList } from "../core/images/repo-list";
+import {
+  ConfigError,
+  configKeyForArg,
+  configKeyForRegistryArg,
+  conformanceArgConfigKeys,
+  type StackConfig,
+} from "./config";
 import { imageSetForStack } from "./images";
 
 /** Stack outputs of the program. */
@@ -17,6 +26,14 @@ export interface ProgramOutputs {
   repoList?: pulumi.Output<string | undefined>;
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
+  conformanceVerdict?: pulumi.Output<string>;
+  conformancePassed?: pulumi.Output<number>;
+  conformanceFailed?: pulumi.Output<number>;
+  conformanceSkipped?: pulumi.Output<number>;
+  conformanceTotal?: pulumi.Output<number>;
+  conformanceFailedTests?: pulumi.Output<string[]>;
+  conformanceResultsDirectory?: pulumi.Output<string>;
+  conformanceImage?: pulumi.Output<string>;
   imageCatalog?: {
     kubernetesVersion: string;
     kind: string;
@@ -34,6 +51,10 @@ function withRegistryConfigKeys<T>(project: string, declare: () => T): T {
   } catch (error) {
     if (error instanceof RegistryArgsError) {
       const key = configKeyForRegistryArg(project, error.arg);
+      if (key) throw new ConfigError(key, undefined, error.message);
+    }
+    if (error instanceof ConformanceArgsError) {
+      const key = configKeyForArg(project, conformanceArgConfigKeys, error.arg);
       if (key) throw new ConfigError(key, undefined, error.message);
     }
     throw error;
@@ -110,7 +131,7 @@ function mirrorDestination(
   };
 }
 
-/** Declares the environment for one stack: registry -> mirrored images. */
+/** Declares the environment for one stack: registry -> mirrored images -> conformance run. */
 export function defineProgram(config: StackConfig, project = pulumi.getProject()): ProgramOutputs {
   const outputs: ProgramOutputs = {};
   let registry: RegistryContainer | undefined;
@@ -123,6 +144,7 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     outputs.registryTlsEnabled = registry.tlsEnabled;
   }
 
+  let mirror: ImageMirror | undefined;
   if (config.images.enabled) {
     const imageSet = imageSetForStack(config, project);
     for (const image of imageSet.unmirrorable) {
@@ -136,7 +158,7 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     const { destination, password } = mirrorDestination(config, registry);
     const sourceRegistry =
       config.images.source.kind === "registry" ? config.images.source.access.host : undefined;
-    const mirror = new ImageMirror(
+    mirror = new ImageMirror(
       "images",
       {
         images: imageSet.images.map((image) => image.canonical),
@@ -175,5 +197,83 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
       };
     }
   }
+
+  if (config.conformance.enabled) {
+    const run = declareConformanceRun(config, project, registry, mirror);
+    outputs.conformanceVerdict = run.verdict;
+    outputs.conformancePassed = run.passed;
+    outputs.conformanceFailed = run.failed;
+    outputs.conformanceSkipped = run.skipped;
+    outputs.conformanceTotal = run.total;
+    outputs.conformanceFailedTests = run.failedTests;
+    outputs.conformanceResultsDirectory = run.resultsDirectory;
+    outputs.conformanceImage = run.conformanceImage;
+  }
   return outputs;
+}
+
+/** The run, pulling from the mirror; it starts only after the images are in. */
+function declareConformanceRun(
+  config: StackConfig,
+  project: string,
+  registry: RegistryContainer | undefined,
+  mirror: ImageMirror | undefined,
+): ConformanceRun {
+  const key = (name: string) => `${project}:${name}`;
+  if (mirror && config.images.destination === "archive") {
+    throw new ConfigError(
+      key("conformanceEnabled"),
+      "true",
+      "false on an export stack (imagesDestination archive): the suite runs on the air-gapped side",
+    );
+  }
+  const { destination, password } = mirrorDestination(
+    { ...config, images: { ...config.images, destination: "registry" } },
+    registry,
+  );
+  if (destination.kind !== "registry")
+    throw new Error("unreachable: the run needs a registry mirror");
+  const upstreamPrefixes = config.mirror.upstreamPrefixes;
+  return withRegistryConfigKeys(
+    project,
+    () =>
+      new ConformanceRun(
+        "conformance",
+        {
+          kubeconfig: config.cluster.kubeconfig,
+          context: config.cluster.context,
+          kubernetesVersion: config.kubernetesVersion,
+          mirror: {
+            endpoint: destination.nodeEndpoint,
+            upstreamPrefixes,
+            access: destination.access,
+            username: destination.access.username,
+            password,
+          },
+          repoList:
+            mirror?.repoList.apply((text) => text ?? "") ??
+            renderRepoList({ mirrorHost: destination.nodeEndpoint, upstreamPrefixes }),
+          imageDigests: mirror?.lock.apply((lock) =>
+            Object.fromEntries(lock.images.map((image) => [image.source, image.digest])),
+          ),
+          namespace: config.conformance.namespace,
+          runId: config.conformance.runId,
+          focus: config.conformance.focus,
+          skip: config.conformance.skip,
+          parallelism: config.conformance.parallelism,
+          dryRun: config.conformance.dryRun,
+          extraArgs: config.conformance.extraArgs,
+          ginkgoArgs: config.conformance.ginkgoArgs,
+          conformanceImage: config.images.conformanceImage,
+          resultsImage: config.images.resultsImage,
+          extraImages: config.images.extra,
+          imageListFiles: config.images.listFiles,
+          resultsDirectory: config.conformance.resultsDirectory,
+          failOnTestFailures: config.conformance.failOnTestFailures,
+          timeoutMinutes: config.conformance.timeoutMinutes,
+          startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
+        },
+        { dependsOn: [...(mirror ? [mirror] : []), ...(registry ? [registry] : [])] },
+      ),
+  );
 }

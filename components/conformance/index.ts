@@ -114,7 +114,7 @@ export interface ConformanceRunArgs {
 }
 
 /** The kubeconfig kubectl would pick: first of $KUBECONFIG, else ~/.kube/config. */
-function defaultKubeconfig(): string {
+export function defaultKubeconfig(): string {
   const fromEnv = (process.env.KUBECONFIG ?? "").split(path.delimiter).find((entry) => entry);
   return fromEnv ?? path.join(os.homedir(), ".kube", "config");
 }

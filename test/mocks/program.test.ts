@@ -8,6 +8,16 @@ import { defineProgram } from "../../infra/program";
 import { readStackFile } from "../../infra/stack-file";
 
 const root = path.resolve(__dirname, "..", "..");
+const fixtures = path.join(root, "test", "fixtures");
+
+/**
+ * What the mock tests change in a stack file: the host-port probe needs a Docker engine (it runs
+ * for real in the integration tests) and the kubeconfig must exist (a fixture with the context).
+ */
+const offline = {
+  "airgap-conformance:registryCheckHostPort": "false",
+  "airgap-conformance:kubeconfig": path.join(fixtures, "kubeconfig-kind-airgap.yaml"),
+};
 
 function useConfig(config: Record<string, string>): void {
   pulumi.runtime.setAllConfig(config);
@@ -18,7 +28,7 @@ describe("the program (mocks)", function () {
     const { config, secureKeys } = readStackFile(path.join(root, "Pulumi.dev.yaml"));
     assert.deepEqual(secureKeys, []);
     // The host-port probe needs a Docker engine; it runs for real in the integration tests.
-    useConfig({ ...config, "airgap-conformance:registryCheckHostPort": "false" });
+    useConfig({ ...config, ...offline });
     const stackConfig = loadStackConfig();
     const outputs = defineProgram(stackConfig, "airgap-conformance");
     assert.equal(await valueOf(outputs.registryEndpoint), "kind-registry:5000");
@@ -72,11 +82,39 @@ describe("the program (mocks)", function () {
     );
     assert.equal(outputs.imageCatalog?.kubernetesVersion, "1.31");
     assert.equal(outputs.imageCatalog?.complete, false);
+
+    // The run pulls the conformance image from the mirror and waits for every copy.
+    assert.equal(await valueOf(outputs.conformanceImage), "kind-registry:5000/conformance:v1.31.4");
+    const preflight = resourcesOf("conformance").find((r) => r.name === "conformance-preflight");
+    assert.ok(preflight);
+    assert.ok(
+      preflight.dependencies.some((urn) =>
+        urn.includes("MirroredImage::images-registry.k8s.io/pause:3.10"),
+      ),
+    );
+    const repoListMap = only(resourcesOf("conformance"), "kubernetes:core/v1:ConfigMap");
+    assert.equal(
+      (repoListMap.inputs.data as Record<string, string>)["repo-list.yaml"],
+      await valueOf(outputs.repoList),
+    );
+  });
+
+  it("the entry point (infra/index.ts) returns the stack outputs", async function () {
+    const { config } = readStackFile(path.join(root, "Pulumi.dev.yaml"));
+    useConfig({ ...config, ...offline });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const program = require("../../infra/index") as () => Promise<Record<string, unknown>>;
+    const outputs = await program();
+    assert.equal(
+      await valueOf(outputs.registryEndpoint as pulumi.Output<string>),
+      "kind-registry:5000",
+    );
+    assert.ok("imageMapping" in outputs && "conformanceVerdict" in outputs);
   });
 
   it("evaluates the export stack: images into an archive, no registry", async function () {
     const { config } = readStackFile(path.join(root, "Pulumi.export.yaml"));
-    useConfig(config);
+    useConfig({ ...config, "airgap-conformance:conformanceEnabled": "false" });
     const outputs = defineProgram(loadStackConfig(), "airgap-conformance");
     assert.equal(outputs.registryEndpoint, undefined);
     await valueOf(outputs.imageLock);
@@ -95,13 +133,16 @@ describe("the program (mocks)", function () {
     assert.equal(await valueOf(outputs.repoList), undefined);
   });
 
-  const registryOnly = { "airgap-conformance:imagesEnabled": "false" };
+  const registryOnly = {
+    "airgap-conformance:imagesEnabled": "false",
+    "airgap-conformance:conformanceEnabled": "false",
+  };
 
   it("requires the Kubernetes version when images are mirrored", function () {
     useConfig({});
     assert.throws(
       () => loadStackConfig(),
-      /config airgap-conformance:kubernetesVersion: required when imagesEnabled is true/,
+      /config airgap-conformance:kubernetesVersion: required when (imagesEnabled|conformanceEnabled) is true/,
     );
   });
 
