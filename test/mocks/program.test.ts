@@ -114,7 +114,7 @@ describe("the program (mocks)", function () {
 
   it("evaluates the export stack: images into an archive, no registry", async function () {
     const { config } = readStackFile(path.join(root, "Pulumi.export.yaml"));
-    useConfig({ ...config, "airgap-conformance:conformanceEnabled": "false" });
+    useConfig(config);
     const outputs = defineProgram(loadStackConfig(), "airgap-conformance");
     assert.equal(outputs.registryEndpoint, undefined);
     await valueOf(outputs.imageLock);
