@@ -105,3 +105,11 @@ describe("stack config", function () {
     }
   });
 });
+
+describe("docs/config-reference.md", function () {
+  it("is exactly what Pulumi.yaml generates (run npm run docs:config after changing keys)", function () {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { referenceFile, renderConfigReference } = require("../../../scripts/config-reference");
+    assert.equal(readFileSync(referenceFile, "utf8"), renderConfigReference(loadProjectSchema()));
+  });
+});
