@@ -1,0 +1,214 @@
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  type NodeUpstream,
+  type RuntimeFlavour,
+  planNodeFiles,
+  renderNodeScript,
+} from "../../core/nodes";
+import {
+  type NodeReport,
+  type ResolvedNode,
+  nodeReport,
+  resolveNodeRegistrySettings,
+} from "./spec";
+
+export { NodeRegistryArgsError, resolveNodeRegistrySettings, backupPathFor } from "./spec";
+export type { NodeFileReport, NodeReport } from "./spec";
+
+/** Reach a node over SSH (@pulumi/command remote). */
+export interface NodeSshAccess {
+  readonly kind: "ssh";
+  /** Login user. Default `root`; any other user needs passwordless sudo (see `sudo`). */
+  readonly user?: string;
+  /** SSH port. Default 22. */
+  readonly port?: number;
+  /** Private key contents (PEM/OpenSSH). Kept as a Pulumi secret. */
+  readonly privateKey: pulumi.Input<string>;
+  /** Run the script with `sudo -n`. Default: true unless the user is root. */
+  readonly sudo?: boolean;
+}
+
+/** Reach a node with `docker exec` on the machine running Pulumi (kind nodes). */
+export interface NodeDockerExecAccess {
+  readonly kind: "docker-exec";
+  /** Container name. Default: the node name (kind names containers after nodes). */
+  readonly container?: string;
+}
+
+/** One cluster node. */
+export interface NodeRegistryNode {
+  /** The node's name (as Kubernetes knows it); also names its resource `<name>-<node>`. */
+  readonly name: string;
+  /** IP or DNS name to connect to; required for SSH. */
+  readonly address?: string;
+  readonly access: NodeSshAccess | NodeDockerExecAccess;
+  /**
+   * Which configuration the node's runtime reads: `containerd` (1.x, hosts.toml + config.toml
+   * version 2), `containerd2` (2.x, version 3), `k3s`/`rke2` (registries.yaml), `crio`/`podman`
+   * (registries.conf.d drop-in), or `hosts` (/etc/hosts spoofing; mirror on port 80/443).
+   */
+  readonly runtime: RuntimeFlavour;
+}
+
+/** The mirror as the nodes reach it. */
+export interface NodeRegistryMirror {
+  /** `host[:port]` without scheme, e.g. `10.0.0.5:5000` (RegistryContainer's endpoint). */
+  readonly endpoint: string;
+  /** Default `http`. */
+  readonly scheme?: "http" | "https";
+  /**
+   * PEM of the CA that signed the mirror's certificate; installed on each node at a fixed path
+   * (per runtime) and referenced from its configuration.
+   */
+  readonly caCertificate?: string;
+  /** Skip certificate verification (https only). Prefer caCertificate. */
+  readonly skipVerify?: boolean;
+  /** Mirror credentials (k3s/rke2 nodes only). The password is kept as a Pulumi secret. */
+  readonly auth?: { readonly username?: string; readonly password?: pulumi.Input<string> };
+}
+
+/** Arguments of {@link NodeRegistryConfig}. Structural values are plain so they are checked at preview. */
+export interface NodeRegistryConfigArgs {
+  /** The nodes to configure; each becomes one child resource. */
+  readonly nodes: NodeRegistryNode[];
+  readonly mirror: NodeRegistryMirror;
+  /**
+   * Upstream registries the nodes pull from by name, each with the path prefix its images have
+   * in the mirror if any (core/images/mapping.ts `upstreamPrefixes`).
+   */
+  readonly upstreams: NodeUpstream[];
+  /** Never fall back to the upstream registry (only the mirror is tried). Default false. */
+  readonly forbidFallback?: boolean;
+  /** Where each node keeps backups and its record of changes. Default `/var/lib/airgap-conformance/node-registry`. */
+  readonly stateDir?: string;
+}
+
+/**
+ * Makes every node's container runtime resolve the upstream registries through the mirror, and
+ * undoes it exactly on destroy: each node gets one command resource whose script (generated
+ * by core/nodes) backs up what it replaces, writes atomically, restarts only what needs it and
+ * verifies; its delete puts the originals back byte for byte.
+ */
+export class NodeRegistryConfig extends pulumi.ComponentResource {
+  /** Per node: the files written and where their originals are kept on the node. */
+  public readonly nodes: pulumi.Output<NodeReport[]>;
+  /** The script each node runs, by node name (secret when it carries the mirror password). */
+  public readonly scripts: pulumi.Output<Record<string, string>>;
+
+  constructor(name: string, args: NodeRegistryConfigArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("airgap:nodes:NodeRegistryConfig", name, {}, opts);
+
+    const password = args.mirror?.auth?.password;
+    const settings = resolveNodeRegistrySettings({
+      nodes: (args.nodes ?? []).map((node) => ({
+        name: node.name,
+        address: node.address,
+        runtime: node.runtime,
+        access:
+          node.access?.kind === "ssh"
+            ? {
+                kind: "ssh",
+                user: node.access.user,
+                port: node.access.port,
+                sudo: node.access.sudo,
+                hasPrivateKey:
+                  node.access.privateKey !== undefined && node.access.privateKey !== "",
+              }
+            : (node.access as NodeDockerExecAccess),
+      })),
+      mirror: {
+        endpoint: args.mirror?.endpoint,
+        scheme: args.mirror?.scheme,
+        caCertificate: args.mirror?.caCertificate,
+        skipVerify: args.mirror?.skipVerify,
+        auth: args.mirror?.auth
+          ? { username: args.mirror.auth.username, hasPassword: password !== undefined }
+          : undefined,
+      },
+      upstreams: args.upstreams,
+      forbidFallback: args.forbidFallback,
+      stateDir: args.stateDir,
+    });
+
+    const scriptFor = (node: ResolvedNode): pulumi.Output<string> => {
+      if (password === undefined || !node.plan.secret) {
+        return pulumi.output(
+          renderNodeScript(node.plan, { nodeName: node.name, stateDir: settings.stateDir }),
+        );
+      }
+      // The password only ever exists inside a secret Output: the script that carries it
+      // travels on stdin, never in a command line.
+      return pulumi.secret(
+        pulumi.output(password).apply((secretPassword) =>
+          renderNodeScript(
+            planNodeFiles({
+              runtime: node.runtime,
+              mirror: {
+                endpoint: settings.mirror.endpoint,
+                scheme: settings.mirror.scheme,
+                caCertificate: args.mirror.caCertificate,
+                skipVerify: args.mirror.skipVerify,
+                auth: { username: args.mirror.auth!.username!, password: secretPassword },
+              },
+              upstreams: args.upstreams,
+              options: { forbidFallback: args.forbidFallback ?? false },
+            }),
+            { nodeName: node.name, stateDir: settings.stateDir },
+          ),
+        ),
+      );
+    };
+
+    const scripts: Record<string, pulumi.Output<string>> = {};
+    const commands: pulumi.Resource[] = [];
+    for (const [index, node] of settings.nodes.entries()) {
+      const script = scriptFor(node);
+      scripts[node.name] = script;
+      const childName = `${name}-${node.name}`;
+      // A node reached differently is another node: delete (restore) there first, then apply.
+      const childOpts: pulumi.CustomResourceOptions = { parent: this, deleteBeforeReplace: true };
+      if (node.access.kind === "ssh") {
+        const access = args.nodes[index].access as NodeSshAccess;
+        commands.push(
+          new command.remote.Command(
+            childName,
+            {
+              connection: {
+                host: node.access.host,
+                port: node.access.port,
+                user: node.access.user,
+                privateKey: pulumi.secret(access.privateKey),
+              },
+              create: node.commands.create,
+              delete: node.commands.delete,
+              stdin: script,
+              triggers: [node.access.host, node.access.port, node.access.user],
+            },
+            childOpts,
+          ),
+        );
+      } else {
+        commands.push(
+          new command.local.Command(
+            childName,
+            {
+              create: node.commands.create,
+              delete: node.commands.delete,
+              stdin: script,
+              triggers: [node.access.container],
+            },
+            childOpts,
+          ),
+        );
+      }
+    }
+
+    // Reports are known from the plans; they wait for the commands so they describe what ran.
+    this.nodes = pulumi
+      .all(commands.map((resource) => (resource as command.local.Command).stdout))
+      .apply(() => settings.nodes.map((node) => nodeReport(node, settings.stateDir)));
+    this.scripts = pulumi.all(scripts);
+    this.registerOutputs({ nodes: this.nodes, scripts: this.scripts });
+  }
+}

@@ -1,0 +1,6 @@
+/** Node registry configuration: renderers, per-node file plans and the node script. Pure. */
+export * from "./settings";
+export * from "./toml";
+export * from "./renderers";
+export * from "./plan";
+export * from "./script";

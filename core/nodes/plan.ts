@@ -1,0 +1,293 @@
+/**
+ * Which files a node of each runtime flavour gets, with their exact contents, modes and what
+ * must happen when one changes. The node script (script.ts) is generated from this plan only.
+ *
+ * Pure: no I/O.
+ */
+
+import { X509Certificate } from "node:crypto";
+import {
+  type ContainerdConfigVersion,
+  renderContainerdConfigFile,
+  renderContainerdConfigFragment,
+  renderContainerdHostsToml,
+  containerdHostsTomlPath,
+  renderHostsBlock,
+  renderRancherNoFallbackConfig,
+  renderRegistriesConfDropIn,
+  renderRegistriesYaml,
+  spoofedHostnames,
+} from "./renderers";
+import {
+  NodeConfigError,
+  type NodeMirror,
+  type NodeRenderOptions,
+  type NodeUpstream,
+  type RuntimeFlavour,
+  isRuntimeFlavour,
+  parseMirrorEndpoint,
+  runtimeFlavours,
+  validateNodeMirror,
+  validateNodeUpstreams,
+} from "./settings";
+
+/** Where containerd looks for hosts.toml files once config_path points there. */
+export const containerdHostsDir = "/etc/containerd/certs.d";
+export const containerdConfigPath = "/etc/containerd/config.toml";
+/** The mirror's CA on containerd and k3s/rke2 nodes (referenced from their config). */
+export const mirrorCaPath = "/etc/airgap-conformance/mirror-ca.crt";
+/** CRI-O/Podman find a registry's CA only by directory name: certs.d/<host:port>/ca.crt. */
+export const containersCertsDir = "/etc/containers/certs.d";
+export const registriesConfDropInPath = "/etc/containers/registries.conf.d/50-airgap-mirror.conf";
+/** hosts spoofing: the CA joins the system trust store (update-ca-certificates). */
+export const systemCaPath = "/usr/local/share/ca-certificates/airgap-conformance-mirror.crt";
+export const etcHostsPath = "/etc/hosts";
+
+/** What must happen on the node after a file changed (or was restored). */
+export const afterChangeActions = [
+  "none",
+  "update-ca-trust",
+  "restart-containerd",
+  "restart-k3s",
+  "restart-rke2",
+  "reload-crio",
+] as const;
+export type AfterChange = (typeof afterChangeActions)[number];
+
+/** A whole file we own while the config is applied. */
+export interface WholeFile {
+  readonly kind: "file";
+  readonly path: string;
+  readonly content: string;
+  readonly mode: "0644" | "0600";
+  readonly afterChange: AfterChange;
+  /** Holds a secret (the mirror password): the script carrying it must be a secret too. */
+  readonly secret: boolean;
+}
+
+/**
+ * containerd's config.toml, which we only extend: `config_path` is set (an empty one filled in,
+ * or the registry table appended for the file's config version); a missing file is created.
+ */
+export interface ContainerdConfigEdit {
+  readonly kind: "containerd-config";
+  readonly path: string;
+  readonly hostsDir: string;
+  /** Whole file for a node without one (version 2 for containerd 1.x, 3 for 2.x). */
+  readonly newFile: string;
+  /** Table to append to an existing file, by the version that file declares. */
+  readonly fragments: Readonly<Record<ContainerdConfigVersion, string>>;
+  readonly afterChange: "restart-containerd";
+}
+
+/** Lines between markers in a file others own too (/etc/hosts). */
+export interface ManagedBlock {
+  readonly kind: "block";
+  readonly path: string;
+  readonly block: string;
+  readonly begin: string;
+  readonly end: string;
+  readonly afterChange: "none";
+}
+
+export type NodeFile = WholeFile | ContainerdConfigEdit | ManagedBlock;
+
+/** Checks the script runs after applying, so a silent misconfiguration fails the update. */
+export interface NodeVerification {
+  /** `containerd config dump` must show this config_path. */
+  readonly containerdConfigPath?: string;
+  /** `getent hosts <name>` must answer this address. */
+  readonly resolves?: { readonly names: readonly string[]; readonly address: string };
+}
+
+export interface NodePlan {
+  readonly runtime: RuntimeFlavour;
+  readonly files: readonly NodeFile[];
+  readonly verify: NodeVerification;
+  /** True when a file holds the mirror password. */
+  readonly secret: boolean;
+}
+
+/** The mirror as the component knows it: the CA as PEM text, installed on the node by the plan. */
+export interface NodeMirrorInput {
+  readonly endpoint: string;
+  readonly scheme: "http" | "https";
+  /** PEM of the CA that signed the mirror's certificate. */
+  readonly caCertificate?: string;
+  readonly skipVerify?: boolean;
+  readonly auth?: { readonly username: string; readonly password: string };
+}
+
+export interface NodePlanInput {
+  readonly runtime: RuntimeFlavour;
+  readonly mirror: NodeMirrorInput;
+  readonly upstreams: readonly NodeUpstream[];
+  readonly options?: NodeRenderOptions;
+}
+
+/** Where a runtime flavour expects the mirror's CA. */
+export function mirrorCaPathFor(runtime: RuntimeFlavour, endpoint: string): string {
+  switch (runtime) {
+    case "crio":
+    case "podman":
+      return `${containersCertsDir}/${endpoint}/ca.crt`;
+    case "hosts":
+      return systemCaPath;
+    default:
+      return mirrorCaPath;
+  }
+}
+
+function checkedCaPem(pem: string): string {
+  try {
+    new X509Certificate(pem);
+  } catch (error) {
+    throw new NodeConfigError(
+      "mirror.caCertificate",
+      `is not a PEM certificate (${(error as Error).message})`,
+    );
+  }
+  return pem.endsWith("\n") ? pem : `${pem}\n`;
+}
+
+function wholeFile(
+  path: string,
+  content: string,
+  afterChange: AfterChange,
+  secret = false,
+): WholeFile {
+  return { kind: "file", path, content, mode: secret ? "0600" : "0644", afterChange, secret };
+}
+
+/**
+ * The files for one node. Validates everything first: an error names the input and says what
+ * is allowed.
+ */
+export function planNodeFiles(input: NodePlanInput): NodePlan {
+  const { runtime } = input;
+  if (!isRuntimeFlavour(runtime)) {
+    throw new NodeConfigError(
+      "runtime",
+      `'${String(runtime)}' is not a runtime flavour; use one of ${runtimeFlavours.join(", ")}`,
+    );
+  }
+  const upstreams = validateNodeUpstreams(input.upstreams);
+  const options = input.options ?? {};
+  const given = input.mirror;
+  if (given.scheme === "http" && given.caCertificate !== undefined) {
+    throw new NodeConfigError(
+      "mirror.caCertificate",
+      "only applies to an https mirror; this one is plain http",
+    );
+  }
+  const caPem = given.caCertificate === undefined ? undefined : checkedCaPem(given.caCertificate);
+  const mirror: NodeMirror = {
+    endpoint: given.endpoint,
+    scheme: given.scheme,
+    caFile: caPem === undefined ? undefined : mirrorCaPathFor(runtime, given.endpoint),
+    skipVerify: given.skipVerify,
+    auth: given.auth,
+  };
+  validateNodeMirror(mirror);
+  if (mirror.auth && runtime !== "k3s" && runtime !== "rke2") {
+    throw new NodeConfigError(
+      "mirror.auth",
+      `credentials can only be given to k3s/rke2 nodes (registries.yaml); ${runtime} nodes need a mirror that allows anonymous pulls`,
+    );
+  }
+
+  const files: NodeFile[] = [];
+  const caAfter: AfterChange = runtime === "hosts" ? "update-ca-trust" : "none";
+  let verify: NodeVerification = {};
+  if (runtime === "containerd" || runtime === "containerd2") {
+    // First: a config.toml that cannot take config_path stops the run before any file changes.
+    files.push({
+      kind: "containerd-config",
+      path: containerdConfigPath,
+      hostsDir: containerdHostsDir,
+      newFile: renderContainerdConfigFile(runtime === "containerd" ? 2 : 3, containerdHostsDir),
+      fragments: {
+        2: renderContainerdConfigFragment(2, containerdHostsDir),
+        3: renderContainerdConfigFragment(3, containerdHostsDir),
+      },
+      afterChange: "restart-containerd",
+    });
+  }
+  if (caPem !== undefined) files.push(wholeFile(mirror.caFile!, caPem, caAfter));
+
+  switch (runtime) {
+    case "containerd":
+    case "containerd2": {
+      for (const upstream of upstreams) {
+        files.push(
+          wholeFile(
+            containerdHostsTomlPath(containerdHostsDir, upstream.registry),
+            renderContainerdHostsToml(upstream, mirror, options),
+            // containerd re-reads hosts.toml on every pull.
+            "none",
+          ),
+        );
+      }
+      verify = { containerdConfigPath: containerdHostsDir };
+      break;
+    }
+    case "k3s":
+    case "rke2": {
+      const after: AfterChange = runtime === "k3s" ? "restart-k3s" : "restart-rke2";
+      const dir = `/etc/rancher/${runtime}`;
+      files.push(
+        wholeFile(
+          `${dir}/registries.yaml`,
+          renderRegistriesYaml(mirror, upstreams),
+          after,
+          mirror.auth !== undefined,
+        ),
+      );
+      if (options.forbidFallback) {
+        files.push(
+          wholeFile(
+            `${dir}/config.yaml.d/50-airgap-mirror.yaml`,
+            renderRancherNoFallbackConfig(),
+            after,
+          ),
+        );
+      }
+      break;
+    }
+    case "crio":
+    case "podman": {
+      files.push(
+        wholeFile(
+          registriesConfDropInPath,
+          renderRegistriesConfDropIn(mirror, upstreams, options),
+          runtime === "crio" ? "reload-crio" : "none",
+        ),
+      );
+      break;
+    }
+    case "hosts": {
+      const block = renderHostsBlock(mirror, upstreams);
+      files.push({
+        kind: "block",
+        path: etcHostsPath,
+        block,
+        begin: block.split("\n")[0],
+        end: block.trimEnd().split("\n").at(-1)!,
+        afterChange: "none",
+      });
+      verify = {
+        resolves: {
+          names: upstreams.flatMap((upstream) => spoofedHostnames(upstream.registry)),
+          address: parseMirrorEndpoint(mirror.endpoint, mirror.scheme).host,
+        },
+      };
+      break;
+    }
+  }
+  return {
+    runtime,
+    files,
+    verify,
+    secret: files.some((file) => file.kind === "file" && file.secret),
+  };
+}

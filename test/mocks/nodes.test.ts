@@ -1,0 +1,314 @@
+import { recorded, resourcesOf, settle, valueOf, type RecordedResource } from "./harness";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  NodeRegistryConfig,
+  type NodeRegistryConfigArgs,
+  type NodeRegistryNode,
+} from "../../components/nodes";
+import { planNodeFiles, renderNodeScript } from "../../core/nodes";
+
+const caPem = readFileSync(path.resolve(__dirname, "..", "fixtures", "registry.crt"), "utf8");
+const privateKey =
+  "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-key-never-in-plain-text\n-----END OPENSSH PRIVATE KEY-----\n";
+const password = "mock-mirror-password-never-in-plain-text";
+
+const componentType = "airgap:nodes:NodeRegistryConfig";
+const remoteType = "command:remote:Command";
+const localType = "command:local:Command";
+
+function sshNode(
+  name: string,
+  address: string,
+  runtime: NodeRegistryNode["runtime"] = "containerd",
+): NodeRegistryNode {
+  return { name, address, runtime, access: { kind: "ssh", privateKey: pulumi.secret(privateKey) } };
+}
+
+const mirror = { endpoint: "registry.lab:5443", scheme: "https" as const, caCertificate: caPem };
+const upstreams = [
+  { registry: "registry.k8s.io" },
+  { registry: "docker.io", pathPrefix: "dockerhub" },
+];
+
+function expectedScript(
+  nodeName: string,
+  runtime: NodeRegistryNode["runtime"],
+  auth?: { username: string; password: string },
+) {
+  return renderNodeScript(planNodeFiles({ runtime, mirror: { ...mirror, auth }, upstreams }), {
+    nodeName,
+  });
+}
+
+function children(componentName: string): RecordedResource[] {
+  return resourcesOf(componentName).filter((resource) => resource.custom);
+}
+
+/** The child declared for one node (registrations arrive in no fixed order). */
+function child(componentName: string, nodeName: string): RecordedResource {
+  const matches = children(componentName).filter((r) => r.name === `${componentName}-${nodeName}`);
+  assert.equal(matches.length, 1, `one resource for node ${nodeName}`);
+  return matches[0];
+}
+
+async function declare(name: string, args: NodeRegistryConfigArgs): Promise<NodeRegistryConfig> {
+  const component = new NodeRegistryConfig(name, args);
+  await valueOf(component.nodes);
+  await settle();
+  return component;
+}
+
+describe("NodeRegistryConfig (mocks)", function () {
+  describe("ssh nodes and a kind node", function () {
+    let component: NodeRegistryConfig;
+    before(async function () {
+      component = await declare("cluster", {
+        nodes: [
+          sshNode("worker-1", "10.0.0.11"),
+          sshNode("worker-2", "10.0.0.12", "crio"),
+          { name: "kind-control-plane", runtime: "containerd", access: { kind: "docker-exec" } },
+        ],
+        mirror,
+        upstreams,
+      });
+    });
+
+    it("declares one child per node, named <component>-<node> and parented to the component", function () {
+      const nodes = children("cluster");
+      assert.deepEqual(nodes.map((resource) => [resource.type, resource.name]).sort(), [
+        [localType, "cluster-kind-control-plane"],
+        [remoteType, "cluster-worker-1"],
+        [remoteType, "cluster-worker-2"],
+      ]);
+      for (const resource of nodes) {
+        assert.match(resource.parent, new RegExp(`${componentType}::cluster$`));
+        assert.equal(resource.deleteBeforeReplace, true);
+      }
+      const registration = resourcesOf("cluster").find(
+        (resource) => resource.type === componentType,
+      );
+      assert.ok(registration && !registration.custom);
+    });
+
+    it("sends each node exactly the script core/nodes generates, on stdin, with apply/delete commands", function () {
+      const [worker1, worker2, kind] = ["worker-1", "worker-2", "kind-control-plane"].map((node) =>
+        child("cluster", node),
+      );
+      assert.equal(worker1.inputs.stdin, expectedScript("worker-1", "containerd"));
+      assert.equal(worker2.inputs.stdin, expectedScript("worker-2", "crio"));
+      assert.equal(kind.inputs.stdin, expectedScript("kind-control-plane", "containerd"));
+      assert.equal(worker1.inputs.create, "sh -s apply");
+      assert.equal(worker1.inputs.delete, "sh -s delete");
+      assert.equal(kind.inputs.create, "docker exec -i 'kind-control-plane' sh -s apply");
+      assert.equal(kind.inputs.delete, "docker exec -i 'kind-control-plane' sh -s delete");
+    });
+
+    it("connects over SSH with the key as a secret and nothing else secret", function () {
+      const worker1 = child("cluster", "worker-1");
+      const connection = worker1.inputs.connection as Record<string, unknown>;
+      assert.equal(connection.host, "10.0.0.11");
+      assert.equal(connection.port, 22);
+      assert.equal(connection.user, "root");
+      assert.equal(connection.privateKey, privateKey);
+      assert.ok(
+        worker1.secretPaths.some((secretPath) => /^connection(\.privateKey)?$/.test(secretPath)),
+        `secret paths: ${worker1.secretPaths.join(", ")}`,
+      );
+      assert.ok(
+        !worker1.secretPaths.includes("stdin"),
+        "a script without a password stays readable",
+      );
+      assert.deepEqual(worker1.inputs.triggers, ["10.0.0.11", 22, "root"]);
+      const kind = child("cluster", "kind-control-plane");
+      assert.deepEqual(kind.secretPaths, []);
+    });
+
+    it("keeps the key out of every command line and plain input", function () {
+      for (const resource of children("cluster")) {
+        for (const key of ["create", "delete", "stdin"]) {
+          assert.ok(!String(resource.inputs[key]).includes("mock-key-never-in-plain-text"));
+        }
+      }
+    });
+
+    it("reports per node the files written and where the originals are kept", async function () {
+      const reports = await valueOf(component.nodes);
+      assert.deepEqual(
+        reports.map((report) => [report.name, report.runtime, report.files.map((f) => f.path)]),
+        [
+          [
+            "worker-1",
+            "containerd",
+            [
+              "/etc/containerd/config.toml",
+              "/etc/airgap-conformance/mirror-ca.crt",
+              "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+              "/etc/containerd/certs.d/docker.io/hosts.toml",
+            ],
+          ],
+          [
+            "worker-2",
+            "crio",
+            [
+              "/etc/containers/certs.d/registry.lab:5443/ca.crt",
+              "/etc/containers/registries.conf.d/50-airgap-mirror.conf",
+            ],
+          ],
+          [
+            "kind-control-plane",
+            "containerd",
+            [
+              "/etc/containerd/config.toml",
+              "/etc/airgap-conformance/mirror-ca.crt",
+              "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+              "/etc/containerd/certs.d/docker.io/hosts.toml",
+            ],
+          ],
+        ],
+      );
+      for (const file of reports[0].files) {
+        assert.match(
+          file.backupPath,
+          /^\/var\/lib\/airgap-conformance\/node-registry\/entries\/[0-9a-f]{16}\/original$/,
+        );
+      }
+    });
+  });
+
+  describe("k3s nodes with mirror credentials", function () {
+    before(async function () {
+      await declare("k3s", {
+        nodes: [
+          {
+            ...sshNode("server-1", "k3s-1.lab", "k3s"),
+            access: {
+              kind: "ssh",
+              user: "admin",
+              port: 2222,
+              privateKey: pulumi.secret(privateKey),
+            },
+          },
+        ],
+        mirror: { ...mirror, auth: { username: "puller", password: pulumi.secret(password) } },
+        upstreams,
+      });
+    });
+
+    it("sends the script with the password only as a secret stdin, through sudo", function () {
+      const server = child("k3s", "server-1");
+      assert.ok(
+        server.secretPaths.includes("stdin"),
+        `secret paths: ${server.secretPaths.join(", ")}`,
+      );
+      assert.equal(
+        server.inputs.stdin,
+        expectedScript("server-1", "k3s", { username: "puller", password }),
+      );
+      assert.equal(server.inputs.create, "sudo -n sh -s apply");
+      assert.equal((server.inputs.connection as { port: number }).port, 2222);
+    });
+
+    it("never puts the password in a command line, a trigger or in clear text anywhere", function () {
+      const server = child("k3s", "server-1");
+      for (const key of ["create", "delete", "triggers", "connection"]) {
+        assert.ok(!JSON.stringify(server.inputs[key]).includes(password));
+      }
+      // In the script it is only base64 inside the registries.yaml content.
+      assert.ok(!String(server.inputs.stdin).includes(password));
+    });
+  });
+
+  describe("a second configuration adds one node and removes another", function () {
+    const keep = sshNode("worker-1", "10.0.0.11");
+    let before1: RecordedResource[];
+    let before2: RecordedResource[];
+    before(async function () {
+      await declare("first", {
+        nodes: [keep, sshNode("worker-2", "10.0.0.12")],
+        mirror,
+        upstreams,
+      });
+      await declare("second", {
+        nodes: [keep, sshNode("worker-3", "10.0.0.13")],
+        mirror,
+        upstreams,
+      });
+      before1 = children("first");
+      before2 = children("second");
+    });
+
+    it("changes exactly those resources: the kept node's inputs are identical", function () {
+      const byNode = (resources: RecordedResource[], component: string) =>
+        new Map(resources.map((r) => [r.name.slice(component.length + 1), r]));
+      const first = byNode(before1, "first");
+      const second = byNode(before2, "second");
+      const removed = [...first.keys()].filter((node) => !second.has(node));
+      const added = [...second.keys()].filter((node) => !first.has(node));
+      assert.deepEqual(removed, ["worker-2"]);
+      assert.deepEqual(added, ["worker-3"]);
+      const kept = [...first.keys()].filter((node) => second.has(node));
+      assert.deepEqual(kept, ["worker-1"]);
+      assert.deepEqual(second.get("worker-1")!.inputs, first.get("worker-1")!.inputs);
+      assert.deepEqual(second.get("worker-1")!.secretPaths, first.get("worker-1")!.secretPaths);
+    });
+  });
+
+  describe("bad input fails before anything is created", function () {
+    const cases: Array<[string, Partial<NodeRegistryConfigArgs>, RegExp]> = [
+      [
+        "unknown runtime flavour",
+        { nodes: [{ ...sshNode("n1", "10.0.0.1"), runtime: "docker" as never }] },
+        /NodeRegistryConfig: nodes\[0\]\.runtime: 'docker' is not a runtime flavour/,
+      ],
+      [
+        "node listed twice",
+        { nodes: [sshNode("n1", "10.0.0.1"), sshNode("n1", "10.0.0.2")] },
+        /nodes\[1\]\.name: node 'n1' is listed twice/,
+      ],
+      [
+        "bad address",
+        { nodes: [sshNode("n1", "10.0.0.1:22")] },
+        /nodes\[0\]\.address: '10\.0\.0\.1:22' is not an IP address or DNS name/,
+      ],
+      [
+        "missing key",
+        {
+          nodes: [
+            {
+              name: "n1",
+              address: "10.0.0.1",
+              runtime: "containerd",
+              access: { kind: "ssh" } as never,
+            },
+          ],
+        },
+        /nodes\[0\]\.access\.privateKey: an ssh node needs a private key/,
+      ],
+      [
+        "hosts flavour on a non-standard port",
+        { nodes: [sshNode("n1", "10.0.0.1", "hosts")], mirror: { endpoint: "10.0.0.5:5000" } },
+        /mirror\.endpoint: hosts spoofing .*standard port \(80 for http\)/,
+      ],
+    ];
+    for (const [label, patch, expected] of cases) {
+      it(label, async function () {
+        const name = `bad-${label.replace(/\W+/g, "-")}`;
+        const count = recorded.length;
+        assert.throws(
+          () => new NodeRegistryConfig(name, { mirror, upstreams, nodes: [], ...patch }),
+          expected,
+        );
+        await settle();
+        assert.deepEqual(children(name), [], "no resource was created");
+        assert.ok(
+          recorded
+            .slice(count)
+            .every((resource) => !resource.name.startsWith(name) || !resource.custom),
+        );
+      });
+    }
+  });
+});

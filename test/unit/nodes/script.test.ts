@@ -1,0 +1,192 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import * as path from "node:path";
+import fc from "fast-check";
+import {
+  type NodePlan,
+  type NodePlanInput,
+  containerdHostsDir,
+  nodeCommands,
+  planNodeFiles,
+  renderNodeScript,
+  runtimeFlavours,
+  sha256Hex,
+  shellQuote,
+} from "../../../core/nodes";
+import { assertGolden } from "./golden";
+
+const caPem = readFileSync(path.resolve(__dirname, "..", "..", "fixtures", "registry.crt"), "utf8");
+
+function inputFor(runtime: NodePlanInput["runtime"]): NodePlanInput {
+  return {
+    runtime,
+    mirror:
+      runtime === "hosts"
+        ? { endpoint: "10.0.0.5:443", scheme: "https", caCertificate: caPem }
+        : { endpoint: "registry.lab:5443", scheme: "https", caCertificate: caPem },
+    upstreams: [{ registry: "registry.k8s.io" }, { registry: "docker.io" }],
+  };
+}
+
+/** Every `stage <id> <sha> <<'AIRGAP_CONTENT'` block of a script, decoded. */
+function stagedContents(script: string): Array<{ id: string; sha: string; content: string }> {
+  const blocks = [
+    ...script.matchAll(
+      /^ {2}stage (\S+) ([0-9a-f]{64}) <<'AIRGAP_CONTENT'\n([\s\S]*?)\nAIRGAP_CONTENT$/gm,
+    ),
+  ];
+  return blocks.map(([, id, sha, body]) => ({
+    id,
+    sha,
+    content: Buffer.from(body.replace(/\n/g, ""), "base64").toString("utf8"),
+  }));
+}
+
+function shellSyntaxError(script: string): string | undefined {
+  const checked = spawnSync("/bin/sh", ["-n"], { input: script, encoding: "utf8" });
+  return checked.status === 0 ? undefined : checked.stderr;
+}
+
+describe("node plans and scripts", function () {
+  it("plans containerd nodes: config.toml first (so a bad one stops the run early), CA, hosts.toml per upstream", function () {
+    const plan = planNodeFiles(inputFor("containerd"));
+    assert.deepEqual(
+      plan.files.map((file) => [file.kind, file.path, file.afterChange]),
+      [
+        ["containerd-config", "/etc/containerd/config.toml", "restart-containerd"],
+        ["file", "/etc/airgap-conformance/mirror-ca.crt", "none"],
+        ["file", `${containerdHostsDir}/registry.k8s.io/hosts.toml`, "none"],
+        ["file", `${containerdHostsDir}/docker.io/hosts.toml`, "none"],
+      ],
+    );
+    assert.deepEqual(plan.verify, { containerdConfigPath: containerdHostsDir });
+  });
+
+  it("plans each flavour's files where its runtime reads them", function () {
+    const paths = (runtime: NodePlanInput["runtime"], forbidFallback = false) =>
+      planNodeFiles({ ...inputFor(runtime), options: { forbidFallback } }).files.map((f) => f.path);
+    assert.deepEqual(paths("k3s", true), [
+      "/etc/airgap-conformance/mirror-ca.crt",
+      "/etc/rancher/k3s/registries.yaml",
+      "/etc/rancher/k3s/config.yaml.d/50-airgap-mirror.yaml",
+    ]);
+    assert.deepEqual(paths("rke2"), [
+      "/etc/airgap-conformance/mirror-ca.crt",
+      "/etc/rancher/rke2/registries.yaml",
+    ]);
+    assert.deepEqual(paths("crio"), [
+      "/etc/containers/certs.d/registry.lab:5443/ca.crt",
+      "/etc/containers/registries.conf.d/50-airgap-mirror.conf",
+    ]);
+    assert.deepEqual(paths("hosts"), [
+      "/usr/local/share/ca-certificates/airgap-conformance-mirror.crt",
+      "/etc/hosts",
+    ]);
+  });
+
+  it("keeps the k3s password only in a 0600 file and marks the plan secret", function () {
+    const plan = planNodeFiles({
+      ...inputFor("k3s"),
+      mirror: { ...inputFor("k3s").mirror, auth: { username: "puller", password: "pw" } },
+    });
+    assert.equal(plan.secret, true);
+    const registries = plan.files.find((file) => file.path.endsWith("registries.yaml"));
+    assert.ok(registries?.kind === "file" && registries.mode === "0600" && registries.secret);
+    assert.equal(planNodeFiles(inputFor("k3s")).secret, false);
+  });
+
+  it("golden script for a containerd node", function () {
+    const plan = planNodeFiles({
+      runtime: "containerd",
+      mirror: { endpoint: "10.0.0.5:5000", scheme: "http" },
+      upstreams: [{ registry: "registry.k8s.io" }],
+    });
+    assertGolden("script-containerd.sh", renderNodeScript(plan, { nodeName: "worker-1" }));
+  });
+
+  it("every flavour's script is valid sh and carries exactly the plan's contents", function () {
+    for (const runtime of runtimeFlavours) {
+      const plan: NodePlan = planNodeFiles(inputFor(runtime));
+      const script = renderNodeScript(plan, { nodeName: "node-1" });
+      assert.equal(shellSyntaxError(script), undefined, `${runtime}: ${shellSyntaxError(script)}`);
+      const staged = stagedContents(script);
+      const expected = plan.files.flatMap((file) =>
+        file.kind === "file"
+          ? [file.content]
+          : file.kind === "block"
+            ? [file.block]
+            : [file.newFile, file.fragments[2], file.fragments[3]],
+      );
+      assert.deepEqual(
+        staged.map((block) => block.content),
+        expected,
+        runtime,
+      );
+      for (const block of staged) assert.equal(block.sha, sha256Hex(block.content));
+      assert.ok(script.includes(`managed=${shellQuote(plan.files.map((f) => f.path).join("\n"))}`));
+    }
+  });
+
+  it("never splices content into shell: hostile bytes travel only as base64", function () {
+    fc.assert(
+      fc.property(fc.string({ minLength: 1 }), (password) => {
+        const marker = `$(touch /tmp/pwned)'\`;${password}`;
+        const plan = planNodeFiles({
+          runtime: "k3s",
+          mirror: {
+            endpoint: "10.0.0.5:5000",
+            scheme: "http",
+            auth: { username: "u", password: marker },
+          },
+          upstreams: [{ registry: "registry.k8s.io" }],
+        });
+        const script = renderNodeScript(plan, { nodeName: "n" });
+        assert.ok(!script.includes("/tmp/pwned"));
+        const registries = stagedContents(script).find((block) =>
+          block.content.includes("mirrors"),
+        );
+        assert.ok(registries?.content.includes("password:"));
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it("refuses node names that are not Kubernetes names", function () {
+    const plan = planNodeFiles(inputFor("podman"));
+    assert.throws(
+      () => renderNodeScript(plan, { nodeName: "Node_1; rm -rf /" }),
+      /nodes\[\]\.name: 'Node_1; rm -rf \/' is not a node name/,
+    );
+  });
+
+  it("command lines carry no content: the script goes on stdin", function () {
+    assert.deepEqual(nodeCommands({ kind: "ssh", sudo: false }), {
+      create: "sh -s apply",
+      delete: "sh -s delete",
+    });
+    assert.deepEqual(nodeCommands({ kind: "ssh", sudo: true }), {
+      create: "sudo -n sh -s apply",
+      delete: "sudo -n sh -s delete",
+    });
+    assert.deepEqual(nodeCommands({ kind: "docker-exec", container: "kind-worker" }), {
+      create: "docker exec -i 'kind-worker' sh -s apply",
+      delete: "docker exec -i 'kind-worker' sh -s delete",
+    });
+  });
+
+  it("shellQuote survives sh for any string", function () {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: "grapheme-ascii" }).filter((s) => !s.includes("\0")),
+        (value) => {
+          const echoed = spawnSync("/bin/sh", ["-c", `printf %s ${shellQuote(value)}`], {
+            encoding: "utf8",
+          });
+          assert.equal(echoed.stdout, value);
+        },
+      ),
+      { numRuns: 40 },
+    );
+  });
+});
