@@ -7,14 +7,21 @@
  *
  * `--stack NAME` reads Pulumi.NAME.yaml next to Pulumi.yaml; `--file PATH` reads any stack file.
  */
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
 import { planImageCopies } from "../components/mirror/plan";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
-import { buildStackConfig, ConfigError, readTypedConfig, type StackConfig } from "../infra/config";
-import { imageSetForStack } from "../infra/images";
+import { planNodeFiles, type RuntimeFlavour } from "../core/nodes";
+import {
+  buildStackConfig,
+  ConfigError,
+  readTypedConfig,
+  type NodeEntry,
+  type StackConfig,
+} from "../infra/config";
+import { imageSetForStack, upstreamsForStack } from "../infra/images";
 import { loadProjectSchema, projectFile } from "../infra/schema";
 import { readStackFile } from "../infra/stack-file";
 
@@ -61,6 +68,44 @@ function mappingLines(config: StackConfig, project: string): { source: string; m
     upstreamPrefixes: config.mirror.upstreamPrefixes,
   });
   return plan.copies.map((copy) => ({ source: copy.source, mirror: copy.mirrorReference }));
+}
+
+/**
+ * What NodeRegistryConfig would write on a node, as files for review under nodes/<node>/...: whole
+ * files as they will be, containerd's config.toml as the table that is added, /etc/hosts as the
+ * block that is inserted. Mirror passwords are not rendered (they live in Pulumi secrets).
+ */
+function nodeFilesForReview(
+  config: StackConfig,
+  project: string,
+  node: NodeEntry,
+): { name: string; content: string }[] {
+  const mirrorHost = mirrorHostFor(config);
+  const scheme = config.mirror.external?.scheme ?? (config.registry.tls ? "https" : "http");
+  const caCertificate = config.nodes.caFile ? readFileSync(config.nodes.caFile, "utf8") : undefined;
+  const plan = planNodeFiles({
+    runtime: node.runtime as RuntimeFlavour,
+    mirror: {
+      endpoint: mirrorHost,
+      scheme,
+      caCertificate,
+      skipVerify: config.mirror.insecure || undefined,
+    },
+    upstreams: upstreamsForStack(config, project, mirrorHost),
+    options: { forbidFallback: config.nodes.forbidFallback },
+  });
+  const base = path.join("nodes", node.name);
+  return plan.files.flatMap((file) => {
+    if (file.kind === "containerd-config") {
+      return Object.entries(file.fragments).map(([version, fragment]) => ({
+        name: path.join(base, `${file.path}.add-if-version-${version}`),
+        content: fragment,
+      }));
+    }
+    if (file.kind === "block")
+      return [{ name: path.join(base, `${file.path}.block`), content: file.block }];
+    return [{ name: path.join(base, file.path), content: file.content }];
+  });
 }
 
 /** Runs one CLI invocation and returns what it would print (pure but for reading/writing files). */
@@ -133,6 +178,7 @@ export function runCli(argv: string[]): CliResult {
     mkdirSync(out, { recursive: true });
     const written: string[] = [];
     const write = (name: string, content: string) => {
+      mkdirSync(path.dirname(path.join(out, name)), { recursive: true });
       writeFileSync(path.join(out, name), content);
       written.push(name);
     };
@@ -149,9 +195,12 @@ export function runCli(argv: string[]): CliResult {
       "unmirrorable.txt",
       imageSet.unmirrorable.map((image) => `${image.canonical}\t${image.reason}`).join("\n") + "\n",
     );
+    for (const node of config.nodes.list) {
+      for (const file of nodeFilesForReview(config, project, node)) write(file.name, file.content);
+    }
     return {
       code: 0,
-      stdout: `wrote ${written.map((name) => path.join(out, name)).join(", ")}\n`,
+      stdout: `wrote ${written.map((name) => path.join(out, name)).join("\n      ")}\n`,
       stderr: "",
     };
   } catch (error) {

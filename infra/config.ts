@@ -46,6 +46,12 @@ export interface StackConfig {
   /** The cluster's Kubernetes version as given ("" when not set, "auto" to detect). */
   kubernetesVersion: string;
   cluster: { kubeconfig?: string; context?: string };
+  nodes: {
+    list: NodeEntry[];
+    sshPrivateKey?: pulumi.Output<string>;
+    forbidFallback: boolean;
+    caFile?: string;
+  };
   conformance: {
     enabled: boolean;
     runId: string;
@@ -240,11 +246,68 @@ function oneOf<T extends string>(key: string, value: string, allowed: readonly T
   return value as T;
 }
 
+/** One `nodes` entry, parsed. */
+export interface NodeEntry {
+  name: string;
+  address?: string;
+  runtime: string;
+  access:
+    | { kind: "docker-exec"; container: string }
+    | { kind: "ssh"; user?: string; port?: number; sudo?: boolean };
+}
+
+const nodeEntryForm =
+  "docker://<container>?runtime=<flavour> or ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true]";
+
+/** Parses one `nodes` entry; the error names the key and index. The flavour is checked by the component. */
+export function parseNodeEntry(key: string, entry: string): NodeEntry {
+  let url: URL;
+  try {
+    url = new URL(entry);
+  } catch {
+    throw new ConfigError(key, entry, nodeEntryForm);
+  }
+  const runtime = url.searchParams.get("runtime");
+  const known = new Set(["runtime", "name", "sudo"]);
+  const unknown = [...url.searchParams.keys()].filter((name) => !known.has(name));
+  if (!runtime || unknown.length > 0 || url.pathname.replace(/^\/+/, "") !== "") {
+    throw new ConfigError(key, entry, nodeEntryForm);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if (url.protocol === "docker:") {
+    if (!host || url.username || url.port) throw new ConfigError(key, entry, nodeEntryForm);
+    return {
+      name: url.searchParams.get("name") ?? host,
+      runtime,
+      access: { kind: "docker-exec", container: host },
+    };
+  }
+  if (url.protocol === "ssh:") {
+    if (!host) throw new ConfigError(key, entry, nodeEntryForm);
+    const sudo = url.searchParams.get("sudo");
+    if (sudo !== null && sudo !== "true" && sudo !== "false")
+      throw new ConfigError(key, entry, nodeEntryForm);
+    return {
+      name: url.searchParams.get("name") ?? host,
+      address: host,
+      runtime,
+      access: {
+        kind: "ssh",
+        ...(url.username ? { user: decodeURIComponent(url.username) } : {}),
+        ...(url.port ? { port: Number(url.port) } : {}),
+        ...(sudo !== null ? { sudo: sudo === "true" } : {}),
+      },
+    };
+  }
+  throw new ConfigError(key, entry, nodeEntryForm);
+}
+
 /** Secrets of the stack, read by the caller with `getSecret` so they stay secrets. */
 export interface StackSecrets {
   registryPassword?: pulumi.Output<string>;
   imagesSourcePassword?: pulumi.Output<string>;
   mirrorPassword?: pulumi.Output<string>;
+  nodesSshPrivateKey?: pulumi.Output<string>;
 }
 
 /** Builds the program's config from typed values. Passwords arrive already wrapped as secrets. */
@@ -287,6 +350,14 @@ export function buildStackConfig(
     cluster: {
       kubeconfig: optionalString(values.kubeconfig),
       context: optionalString(values.kubeContext),
+    },
+    nodes: {
+      list: (values.nodes as string[]).map((entry, index) =>
+        parseNodeEntry(`${key("nodes")}[${index}]`, entry),
+      ),
+      sshPrivateKey: secrets.nodesSshPrivateKey,
+      forbidFallback: values.nodesForbidFallback as boolean,
+      caFile: optionalString(values.nodesMirrorCaFile) ?? optionalString(values.mirrorCaFile),
     },
     conformance: buildConformanceConfig(values, key),
     images: buildImagesConfig(values, key, secrets),
@@ -511,6 +582,16 @@ export const registryArgConfigKeys: Record<string, string> = {
   extraSettings: "registryExtraSettings",
 };
 
+/** Which config key sets each NodeRegistryConfig argument. */
+export const nodeArgConfigKeys: Record<string, string> = {
+  nodes: "nodes",
+  "mirror.caCertificate": "nodesMirrorCaFile",
+  "mirror.auth": "registryUsername",
+  mirror: "mirrorEndpoint",
+  upstreams: "mirrorUpstreamPrefixes",
+  forbidFallback: "nodesForbidFallback",
+};
+
 /** Which config key sets each ConformanceRun argument. */
 export const conformanceArgConfigKeys: Record<string, string> = {
   kubeconfig: "kubeconfig",
@@ -569,5 +650,6 @@ export function loadStackConfig(): StackConfig {
     registryPassword: config.getSecret("registryPassword"),
     imagesSourcePassword: config.getSecret("imagesSourcePassword"),
     mirrorPassword: config.getSecret("mirrorPassword"),
+    nodesSshPrivateKey: config.getSecret("nodesSshPrivateKey"),
   });
 }

@@ -3,6 +3,7 @@ import { assembleImageSet, ImageSetError, type ImageSet } from "../core/images/i
 import { ImageListError } from "../core/images/list-file";
 import { UnknownKubernetesVersionError } from "../core/images/catalog";
 import { InvalidKubernetesVersionError } from "../core/images/kubernetes-version";
+import { planMirrorMapping } from "../core/images/mapping";
 import { ConfigError, type StackConfig } from "./config";
 
 /** Reads a list file named by config; the error names the key, the index and the path. */
@@ -60,4 +61,24 @@ export function imageSetForStack(
     }
     throw error;
   }
+}
+
+/**
+ * Upstream registries the stack's images come from, each with its path prefix in the mirror:
+ * what the nodes must be told to pull through the mirror.
+ */
+export function upstreamsForStack(
+  config: StackConfig,
+  project: string,
+  mirrorHost: string,
+): { registry: string; pathPrefix?: string }[] {
+  const imageSet = imageSetForStack(config, project);
+  const mapping = planMirrorMapping(
+    imageSet.images.map((image) => image.reference),
+    { mirrorHost, upstreamPrefixes: config.mirror.upstreamPrefixes },
+  );
+  return mapping.upstreamRegistries.map((registry) => {
+    const pathPrefix = config.mirror.upstreamPrefixes[registry];
+    return pathPrefix ? { registry, pathPrefix } : { registry };
+  });
 }

@@ -1,7 +1,10 @@
+import { readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import { ConformanceArgsError } from "../core/conformance";
 import { ConformanceRun } from "../components/conformance";
 import { ImageMirror, type ImageDestination, type LockDocument } from "../components/mirror";
+import { NodeRegistryArgsError, NodeRegistryConfig, type NodeReport } from "../components/nodes";
+import type { RuntimeFlavour } from "../core/nodes";
 import { RegistryArgsError, RegistryContainer } from "../components/registry";
 import { renderRepoList } from "../core/images/repo-list";
 import {
@@ -9,9 +12,10 @@ import {
   configKeyForArg,
   configKeyForRegistryArg,
   conformanceArgConfigKeys,
+  nodeArgConfigKeys,
   type StackConfig,
 } from "./config";
-import { imageSetForStack } from "./images";
+import { imageSetForStack, upstreamsForStack } from "./images";
 
 /** Stack outputs of the program. */
 export interface ProgramOutputs {
@@ -26,6 +30,7 @@ export interface ProgramOutputs {
   repoList?: pulumi.Output<string | undefined>;
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
+  nodeFiles?: pulumi.Output<NodeReport[]>;
   conformanceVerdict?: pulumi.Output<string>;
   conformancePassed?: pulumi.Output<number>;
   conformanceFailed?: pulumi.Output<number>;
@@ -51,6 +56,10 @@ function withRegistryConfigKeys<T>(project: string, declare: () => T): T {
   } catch (error) {
     if (error instanceof RegistryArgsError) {
       const key = configKeyForRegistryArg(project, error.arg);
+      if (key) throw new ConfigError(key, undefined, error.message);
+    }
+    if (error instanceof NodeRegistryArgsError) {
+      const key = configKeyForArg(project, nodeArgConfigKeys, error.arg);
       if (key) throw new ConfigError(key, undefined, error.message);
     }
     if (error instanceof ConformanceArgsError) {
@@ -198,8 +207,14 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     }
   }
 
+  let nodes: NodeRegistryConfig | undefined;
+  if (config.nodes.list.length > 0) {
+    nodes = declareNodes(config, project, registry, mirror);
+    outputs.nodeFiles = nodes.nodes;
+  }
+
   if (config.conformance.enabled) {
-    const run = declareConformanceRun(config, project, registry, mirror);
+    const run = declareConformanceRun(config, project, registry, mirror, nodes);
     outputs.conformanceVerdict = run.verdict;
     outputs.conformancePassed = run.passed;
     outputs.conformanceFailed = run.failed;
@@ -212,12 +227,84 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
   return outputs;
 }
 
-/** The run, pulling from the mirror; it starts only after the images are in. */
+/** Each node's runtime told to pull through the mirror, once the images are in. */
+function declareNodes(
+  config: StackConfig,
+  project: string,
+  registry: RegistryContainer | undefined,
+  mirror: ImageMirror | undefined,
+): NodeRegistryConfig {
+  const key = (name: string) => `${project}:${name}`;
+  const { destination, password } = mirrorDestination(
+    { ...config, images: { ...config.images, destination: "registry" } },
+    registry,
+  );
+  if (destination.kind !== "registry") throw new Error("unreachable: nodes need a registry mirror");
+  const needsKey = config.nodes.list.some((node) => node.access.kind === "ssh");
+  if (needsKey && !config.nodes.sshPrivateKey) {
+    throw new ConfigError(
+      key("nodesSshPrivateKey"),
+      undefined,
+      "required for ssh:// nodes (pulumi config set --secret nodesSshPrivateKey < key)",
+    );
+  }
+  let caCertificate: string | undefined;
+  if (config.nodes.caFile) {
+    try {
+      caCertificate = readFileSync(config.nodes.caFile, "utf8");
+    } catch (error) {
+      throw new ConfigError(
+        key("nodesMirrorCaFile"),
+        config.nodes.caFile,
+        `a readable PEM file (${(error as Error).message})`,
+      );
+    }
+  }
+  const k3sNodes = config.nodes.list.some(
+    (node) => node.runtime === "k3s" || node.runtime === "rke2",
+  );
+  return withRegistryConfigKeys(
+    project,
+    () =>
+      new NodeRegistryConfig(
+        "nodes",
+        {
+          nodes: config.nodes.list.map((node) => ({
+            name: node.name,
+            address: node.address,
+            // Checked against the known flavours by NodeRegistryConfig (the error names `nodes`).
+            runtime: node.runtime as RuntimeFlavour,
+            access:
+              node.access.kind === "ssh"
+                ? { ...node.access, privateKey: config.nodes.sshPrivateKey! }
+                : node.access,
+          })),
+          mirror: {
+            endpoint: destination.nodeEndpoint,
+            scheme: destination.access.scheme,
+            caCertificate,
+            skipVerify: destination.access.insecureSkipVerify,
+            // Only k3s/rke2 take registry credentials in their node configuration.
+            auth:
+              k3sNodes && destination.access.username
+                ? { username: destination.access.username, password }
+                : undefined,
+          },
+          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint),
+          forbidFallback: config.nodes.forbidFallback,
+        },
+        { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
+      ),
+  );
+}
+
+/** The run, pulling from the mirror; it starts only after the images are in and nodes are configured. */
 function declareConformanceRun(
   config: StackConfig,
   project: string,
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
+  nodes: NodeRegistryConfig | undefined,
 ): ConformanceRun {
   const key = (name: string) => `${project}:${name}`;
   if (mirror && config.images.destination === "archive") {
@@ -273,7 +360,13 @@ function declareConformanceRun(
           timeoutMinutes: config.conformance.timeoutMinutes,
           startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
         },
-        { dependsOn: [...(mirror ? [mirror] : []), ...(registry ? [registry] : [])] },
+        {
+          dependsOn: [
+            ...(mirror ? [mirror] : []),
+            ...(registry ? [registry] : []),
+            ...(nodes ? [nodes] : []),
+          ],
+        },
       ),
   );
 }

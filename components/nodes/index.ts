@@ -167,7 +167,12 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
       scripts[node.name] = script;
       const childName = `${name}-${node.name}`;
       // A node reached differently is another node: delete (restore) there first, then apply.
-      const childOpts: pulumi.CustomResourceOptions = { parent: this, deleteBeforeReplace: true };
+      // Children do not inherit the component's dependsOn: nodes change only once images are in.
+      const childOpts: pulumi.CustomResourceOptions = {
+        parent: this,
+        deleteBeforeReplace: true,
+        dependsOn: opts?.dependsOn,
+      };
       if (node.access.kind === "ssh") {
         const access = args.nodes[index].access as NodeSshAccess;
         commands.push(

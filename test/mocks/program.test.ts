@@ -5,6 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { loadStackConfig } from "../../infra/config";
 import { imageSetForStack } from "../../infra/images";
 import { defineProgram } from "../../infra/program";
+import { recorded } from "./harness";
 import { readStackFile } from "../../infra/stack-file";
 
 const root = path.resolve(__dirname, "..", "..");
@@ -110,6 +111,117 @@ describe("the program (mocks)", function () {
       "kind-registry:5000",
     );
     assert.ok("imageMapping" in outputs && "conformanceVerdict" in outputs);
+  });
+
+  /** Evaluates a stack file with test stand-ins for files and secrets; returns what it registered. */
+  async function evaluateStack(file: string, extra: Record<string, string> = {}) {
+    const { config } = readStackFile(path.join(root, file));
+    const start = recorded.length;
+    // Files the stack names on its bastion are replaced by fixtures (only where it names them).
+    const files: Record<string, string> = {
+      "airgap-conformance:registryTlsCertificateFile": path.join(fixtures, "registry.crt"),
+      "airgap-conformance:registryTlsKeyFile": path.join(fixtures, "registry.key"),
+      "airgap-conformance:mirrorCaFile": path.join(fixtures, "registry.crt"),
+    };
+    const standIns = Object.fromEntries(Object.entries(files).filter(([key]) => key in config));
+    pulumi.runtime.setAllConfig(
+      {
+        ...config,
+        ...offline,
+        ...standIns,
+        ...("airgap-conformance:registryUsername" in config
+          ? { "airgap-conformance:registryPassword": "stack-registry-pw" }
+          : {}),
+        "airgap-conformance:nodesSshPrivateKey": "-----BEGIN OPENSSH PRIVATE KEY-----\nstack-key\n",
+        ...extra,
+      },
+      ["airgap-conformance:registryPassword", "airgap-conformance:nodesSshPrivateKey"],
+    );
+    const outputs = defineProgram(loadStackConfig(), "airgap-conformance");
+    await valueOf(outputs.imageMapping);
+    await valueOf(outputs.conformanceVerdict);
+    await settle();
+    return { outputs, registered: recorded.slice(start) };
+  }
+
+  it("evaluates the kubeadm stack: TLS + auth registry, SSH nodes with a secret key", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.kubeadm.yaml");
+    assert.equal(await valueOf(outputs.registryUrl), "https://10.0.0.5:5000");
+    const nodes = registered.filter((r) => r.type === "command:remote:Command");
+    assert.deepEqual(nodes.map((node) => node.name).sort(), [
+      "nodes-cp-1",
+      "nodes-worker-1",
+      "nodes-worker-2",
+    ]);
+    for (const node of nodes) {
+      assert.ok(
+        node.secretPaths.some((p) => p.startsWith("connection")),
+        `${node.name}: the SSH connection is secret`,
+      );
+      assert.ok(!JSON.stringify(node.inputs.create ?? "").includes("stack-key"));
+    }
+    // The registry password never sits in a command string, and wherever a resource carries it
+    // (the run's environment, the copies' credentials) that property is sent as a secret.
+    for (const resource of registered) {
+      for (const field of ["create", "update", "delete"]) {
+        assert.ok(
+          !String(resource.inputs[field] ?? "").includes("stack-registry-pw"),
+          `${resource.name}.${field}`,
+        );
+      }
+      for (const [name, value] of Object.entries(resource.inputs)) {
+        if (JSON.stringify(value ?? "").includes("stack-registry-pw")) {
+          assert.ok(
+            resource.secretPaths.some((secret) => secret === name || secret.startsWith(`${name}.`)),
+            `${resource.name}.${name} carries the password but is not secret (${resource.secretPaths.join(", ")})`,
+          );
+        }
+      }
+    }
+    const image = registered.find((r) => r.inputs.source === "registry.k8s.io/pause:3.10");
+    assert.deepEqual(image?.secretPaths, ["credentials"]);
+  });
+
+  it("evaluates the k3s stack: registries.yaml nodes over SSH with sudo", async function () {
+    const { registered } = await evaluateStack("Pulumi.k3s.yaml");
+    const nodes = registered.filter((r) => r.type === "command:remote:Command");
+    assert.deepEqual(nodes.map((node) => node.name).sort(), [
+      "nodes-k3s-agent-1",
+      "nodes-k3s-server",
+    ]);
+    assert.match(String(nodes[0].inputs.create), /sudo -n/);
+  });
+
+  it("previews exactly the change between two configs: one image, one node, one focus", async function () {
+    const before = await evaluateStack("Pulumi.kubeadm.yaml");
+    const after = await evaluateStack("Pulumi.kubeadm.yaml", {
+      "airgap-conformance:imagesExtra": JSON.stringify([
+        "registry.k8s.io/e2e-test-images/agnhost:2.53",
+      ]),
+      "airgap-conformance:nodes": JSON.stringify([
+        "ssh://root@10.0.0.11?runtime=containerd&name=cp-1",
+        "ssh://root@10.0.0.12?runtime=containerd&name=worker-1",
+        "ssh://root@10.0.0.14?runtime=containerd&name=worker-3",
+      ]),
+      "airgap-conformance:conformanceFocus": "\\[sig-network\\].*\\[Conformance\\]",
+    });
+    const byName = (list: typeof before.registered) =>
+      new Map(list.filter((r) => r.custom).map((r) => [r.name, JSON.stringify(r.inputs)]));
+    const a = byName(before.registered);
+    const b = byName(after.registered);
+    const added = [...b.keys()].filter((name) => !a.has(name)).sort();
+    const removed = [...a.keys()].filter((name) => !b.has(name)).sort();
+    const changed = [...b.keys()]
+      .filter((name) => a.has(name) && a.get(name) !== b.get(name))
+      .sort();
+    assert.deepEqual(added, [
+      "images-registry.k8s.io/e2e-test-images/agnhost:2.53",
+      "nodes-worker-3",
+    ]);
+    assert.deepEqual(removed, ["nodes-worker-2"]);
+    // The new focus changes the pod (replaced: a new run) and its run command; the new image
+    // is one more for preflight to check. Nothing else: registry, other images, other nodes.
+    assert.deepEqual(changed, ["conformance-pod", "conformance-preflight", "conformance-run"]);
   });
 
   it("evaluates the export stack: images into an archive, no registry", async function () {

@@ -40,10 +40,19 @@ describe("offline CLI", function () {
       readFileSync(path.join(out, "mapping.txt"), "utf8"),
       /^registry\.k8s\.io\/pause:3\.10 kind-registry:5000\/pause:3\.10$/m,
     );
+    // The node files NodeRegistryConfig would write on the kind node, for review.
+    const hostsToml = readFileSync(
+      path.join(
+        out,
+        "nodes/airgap-control-plane/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+      ),
+      "utf8",
+    );
+    assert.match(hostsToml, /\[host\."http:\/\/kind-registry:5000"\]/);
   });
 
   it("works for every example stack file", function () {
-    for (const stack of ["dev", "export"]) {
+    for (const stack of ["dev", "export", "kubeadm", "k3s"]) {
       const result = runCli(["images", "--stack", stack]);
       assert.equal(result.code, 0, `${stack}: ${result.stderr}`);
     }
