@@ -38,6 +38,14 @@ async function main() {
   pulumi.runtime.setAllConfig({
     ...config,
     "airgap-conformance:registryCheckHostPort": "false",
+    // The run checks its kubeconfig at preview; a fixture stands in for the kind cluster's.
+    "airgap-conformance:kubeconfig": path.resolve(
+      __dirname,
+      "..",
+      "test",
+      "fixtures",
+      "kubeconfig-kind-airgap.yaml",
+    ),
     "airgap-conformance:imagesExtra": JSON.stringify(extra),
   });
   const started = process.hrtime.bigint();
