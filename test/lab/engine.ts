@@ -47,3 +47,13 @@ export async function stopDockerEngineIfStarted(): Promise<void> {
   daemon.kill("SIGTERM");
   await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 20000))]);
 }
+
+/** Whether the engine has an image by that name (the lab's image caches). */
+export async function imageExists(name: string): Promise<boolean> {
+  try {
+    await docker.getImage(name).inspect();
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -8,7 +8,7 @@ import {
   writeFileSync,
 } from "node:fs";
 import * as path from "node:path";
-import { docker } from "./engine";
+import { imageExists } from "./engine";
 import { run } from "./exec";
 import { labDir } from "./paths";
 
@@ -89,15 +89,6 @@ driver = "vfs"
 runroot = "/run/containers/storage"
 graphroot = "/var/lib/containers/storage"
 `;
-
-async function imageExists(name: string): Promise<boolean> {
-  try {
-    await docker.getImage(name).inspect();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /**
  * The Debian mirror this machine's apt uses (so the lab needs no address of its own), or

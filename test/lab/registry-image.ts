@@ -1,7 +1,7 @@
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { docker } from "./engine";
+import { imageExists } from "./engine";
 import { run } from "./exec";
 
 /**
@@ -32,15 +32,6 @@ health:
     interval: 10s
     threshold: 3
 `;
-
-async function imageExists(name: string): Promise<boolean> {
-  try {
-    await docker.getImage(name).inspect();
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Builds the registry image once; later runs reuse the cached image. */
 export async function ensureLabRegistryImage(): Promise<string> {
