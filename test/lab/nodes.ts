@@ -7,7 +7,7 @@ import { run, type RunResult } from "./exec";
 import { ensureLabNodeImage } from "./node-image";
 import { labDir } from "./paths";
 import { startLabRegistry, type LabRegistry } from "./registries";
-import { labLabel } from "./run-spec";
+import { labLabel, labLabelValue } from "./run-spec";
 import { labUpstreams } from "./upstreams";
 
 /** The Docker network nodes and their mirror share; nodes reach the mirror by container name. */
@@ -23,7 +23,7 @@ export function ensureLabNodeNetwork(): Promise<string> {
   nodeNetwork ??= (async () => {
     const existing = await docker.listNetworks({ filters: { name: [labNodeNetwork] } });
     if (!existing.some((network) => network.Name === labNodeNetwork)) {
-      await docker.createNetwork({ Name: labNodeNetwork, Labels: { [labLabel]: "1" } });
+      await docker.createNetwork({ Name: labNodeNetwork, Labels: { [labLabel]: labLabelValue } });
     }
     return labNodeNetwork;
   })();
@@ -86,7 +86,7 @@ export async function startLabNode(
     "--network",
     network,
     "--label",
-    `${labLabel}=1`,
+    `${labLabel}=${labLabelValue}`,
     "--cap-add",
     "SYS_ADMIN",
     "--cap-add",

@@ -2,8 +2,23 @@ import { pack } from "tar-stream";
 import type { RegistryContainerSpec } from "../../components/registry/spec";
 import { docker } from "./engine";
 
-/** Label on every container and volume the lab creates, so teardown finds its leftovers. */
+/**
+ * Label on every container, network and volume the lab creates; its value is the test process
+ * id, so a run removes its own objects and those of runs that died, never another live run's.
+ */
 export const labLabel = "airgap-conformance.lab";
+export const labLabelValue = String(process.pid);
+
+function ownerAlive(owner: string | undefined): boolean {
+  const pid = Number(owner);
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function durationNanoseconds(duration: string): number {
   const match = /^(\d+)(ms|s|m|h)$/.exec(duration);
@@ -43,7 +58,7 @@ export async function runContainerSpec(
 ): Promise<RunningContainer> {
   for (const mount of spec.mounts) {
     if (mount.type === "volume") {
-      await docker.createVolume({ Name: mount.source, Labels: { [labLabel]: "1" } });
+      await docker.createVolume({ Name: mount.source, Labels: { [labLabel]: labLabelValue } });
     }
   }
   const exposed = Object.fromEntries(spec.ports.map((port) => [`${port.internal}/tcp`, {}]));
@@ -58,7 +73,7 @@ export async function runContainerSpec(
     Image: spec.image,
     Env: spec.env,
     ExposedPorts: exposed,
-    Labels: { [labLabel]: "1" },
+    Labels: { [labLabel]: labLabelValue },
     Healthcheck: {
       Test: spec.healthcheck.tests,
       Interval: durationNanoseconds(spec.healthcheck.interval),
@@ -107,13 +122,11 @@ export async function runContainerSpec(
   return { id: container.id, name: spec.name, remove };
 }
 
-/** Removes every container and volume a lab run left behind. */
+/** Removes the containers, volumes and networks of this run and of runs that are gone. */
 export async function removeLabLeftovers(): Promise<void> {
-  const containers = await docker.listContainers({
-    all: true,
-    filters: { label: [labLabel] },
-  });
+  const containers = await docker.listContainers({ all: true, filters: { label: [labLabel] } });
   for (const info of containers) {
+    if (ownerAlive(info.Labels?.[labLabel])) continue;
     await docker
       .getContainer(info.Id)
       .remove({ force: true })
@@ -121,8 +134,17 @@ export async function removeLabLeftovers(): Promise<void> {
   }
   const { Volumes } = await docker.listVolumes({ filters: { label: [labLabel] } });
   for (const volume of Volumes ?? []) {
+    if (ownerAlive(volume.Labels?.[labLabel])) continue;
     await docker
       .getVolume(volume.Name)
+      .remove()
+      .catch(() => undefined);
+  }
+  const networks = await docker.listNetworks({ filters: { label: [labLabel] } });
+  for (const network of networks) {
+    if (ownerAlive(network.Labels?.[labLabel])) continue;
+    await docker
+      .getNetwork(network.Id)
       .remove()
       .catch(() => undefined);
   }
