@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { mirrorPathFor } from "../../core/images/mapping";
 import { parseImageReference } from "../../core/images/reference";
@@ -52,6 +52,11 @@ export interface LabNode {
     script: string,
     options?: { input?: string | Buffer; allowFailure?: boolean },
   ): Promise<RunResult>;
+  /**
+   * containerd's socket as the host reaches it (the node's /run/containerd is bind-mounted):
+   * where the lab makes CRI calls the way the kubelet does (test/lab/cri).
+   */
+  criSocket: string;
   /** sha256 of a file in the node, or "absent". */
   checksum(file: string): Promise<string>;
   remove(): Promise<void>;
@@ -76,6 +81,10 @@ export async function startLabNode(
   const blockUpstreams = options.blockUpstreams ?? true;
   const { image } = await ensureLabNodeImage();
   const network = await ensureLabNodeNetwork();
+  // containerd's socket directory on the host, so the lab can call CRI as the kubelet does.
+  const runDir = path.join(labDir, `run-${process.pid}`, "nodes", name, "run-containerd");
+  rmSync(runDir, { recursive: true, force: true });
+  mkdirSync(runDir, { recursive: true, mode: 0o700 });
   await run("docker", [
     "run",
     "-d",
@@ -101,6 +110,8 @@ export async function startLabNode(
     "/run",
     "--tmpfs",
     "/var/lib/containerd:exec",
+    "-v",
+    `${runDir}:/run/containerd`,
     ...(blockUpstreams
       ? upstreamHostnames.flatMap((host) => ["--add-host", `${host}:127.0.0.1`])
       : []),
@@ -115,6 +126,7 @@ export async function startLabNode(
     name,
     ip,
     sh,
+    criSocket: path.join(runDir, "containerd.sock"),
     async checksum(file) {
       const result = await sh(
         `if [ -e '${file}' ]; then sha256sum < '${file}' | cut -c1-64; else echo absent; fi`,
