@@ -54,11 +54,12 @@ export interface RunningContainer {
  */
 export async function runContainerSpec(
   spec: RegistryContainerSpec<string>,
-  options: { healthyTimeoutMs?: number } = {},
+  options: { healthyTimeoutMs?: number; labels?: Record<string, string> } = {},
 ): Promise<RunningContainer> {
+  const labels = { ...options.labels, [labLabel]: labLabelValue };
   for (const mount of spec.mounts) {
     if (mount.type === "volume") {
-      await docker.createVolume({ Name: mount.source, Labels: { [labLabel]: labLabelValue } });
+      await docker.createVolume({ Name: mount.source, Labels: labels });
     }
   }
   const exposed = Object.fromEntries(spec.ports.map((port) => [`${port.internal}/tcp`, {}]));
@@ -73,7 +74,7 @@ export async function runContainerSpec(
     Image: spec.image,
     Env: spec.env,
     ExposedPorts: exposed,
-    Labels: { [labLabel]: labLabelValue },
+    Labels: labels,
     Healthcheck: {
       Test: spec.healthcheck.tests,
       Interval: durationNanoseconds(spec.healthcheck.interval),
