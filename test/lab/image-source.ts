@@ -75,18 +75,20 @@ export async function startLabImageSource(name: string, upstream: string): Promi
     batch++;
     const layoutDir = mkdtempSync(path.join(labDir, `${name}-layout-`));
     writeOciLayout(layoutDir, layout);
+    const copy = (index: number) =>
+      run("skopeo", [
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        `oci:${layoutDir}:${images[index]}`,
+        `docker://${registry.endpoint}/${references[index].repository}:${references[index].tag}`,
+      ]);
+    // The first copy stores the shared base layer; distribution answers 500 when several
+    // uploads of one new blob race, so the rest start only once it is there.
+    if (images.length > 0) await copy(0);
     await inBatches(
       4,
-      references.map(
-        (reference, index) => () =>
-          run("skopeo", [
-            "copy",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-            `oci:${layoutDir}:${images[index]}`,
-            `docker://${registry.endpoint}/${reference.repository}:${reference.tag}`,
-          ]),
-      ),
+      images.slice(1).map((_, index) => () => copy(index + 1)),
     );
     for (const image of images) digests[image] = layout[image].top.digest;
   };
