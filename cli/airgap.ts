@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { planImageCopies } from "../components/mirror/plan";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
-import { planNodeFiles, type RuntimeFlavour } from "../core/nodes";
+import { basicAuthorization, planNodeFiles, type RuntimeFlavour } from "../core/nodes";
 import {
   buildStackConfig,
   ConfigError,
@@ -70,10 +70,14 @@ function mappingLines(config: StackConfig, project: string): { source: string; m
   return plan.copies.map((copy) => ({ source: copy.source, mirror: copy.mirrorReference }));
 }
 
+/** Stands in for the mirror password while rendering; replaced before anything is written. */
+const reviewPassword = "review-password-placeholder";
+
 /**
  * What NodeRegistryConfig would write on a node, as files for review under nodes/<node>/...: whole
  * files as they will be, containerd's config.toml as the table that is added, /etc/hosts as the
- * block that is inserted. Mirror passwords are not rendered (they live in Pulumi secrets).
+ * block that is inserted. The mirror password is a Pulumi secret and is never rendered: where a
+ * file carries credentials, it says which config key they come from.
  */
 function nodeFilesForReview(
   config: StackConfig,
@@ -83,6 +87,10 @@ function nodeFilesForReview(
   const mirrorHost = mirrorHostFor(config);
   const scheme = config.mirror.external?.scheme ?? (config.registry.tls ? "https" : "http");
   const caCertificate = config.nodes.caFile ? readFileSync(config.nodes.caFile, "utf8") : undefined;
+  const username = config.mirror.external
+    ? config.mirror.external.username
+    : config.registry.auth?.username;
+  const passwordKey = config.mirror.external ? "mirrorPassword" : "registryPassword";
   const plan = planNodeFiles({
     runtime: node.runtime as RuntimeFlavour,
     mirror: {
@@ -90,10 +98,20 @@ function nodeFilesForReview(
       scheme,
       caCertificate,
       skipVerify: config.mirror.insecure || undefined,
+      auth: username ? { username, password: reviewPassword } : undefined,
     },
     upstreams: upstreamsForStack(config, project, mirrorHost),
     options: { forbidFallback: config.nodes.forbidFallback },
   });
+  const withoutPassword = (content: string): string =>
+    username
+      ? content
+          .replaceAll(
+            basicAuthorization({ username, password: reviewPassword }),
+            `Basic <base64 of ${username}:<${project}:${passwordKey}>>`,
+          )
+          .replaceAll(reviewPassword, `<${project}:${passwordKey}>`)
+      : content;
   const base = path.join("nodes", node.name);
   return plan.files.flatMap((file) => {
     if (file.kind === "containerd-config") {
@@ -104,7 +122,7 @@ function nodeFilesForReview(
     }
     if (file.kind === "block")
       return [{ name: path.join(base, `${file.path}.block`), content: file.block }];
-    return [{ name: path.join(base, file.path), content: file.content }];
+    return [{ name: path.join(base, file.path), content: withoutPassword(file.content) }];
   });
 }
 
