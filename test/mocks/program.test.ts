@@ -159,6 +159,11 @@ describe("the program (mocks)", function () {
         `${node.name}: the SSH connection is secret`,
       );
       assert.ok(!JSON.stringify(node.inputs.create ?? "").includes("stack-key"));
+      assert.match(
+        String((node.inputs.connection as { hostKey?: string }).hostKey),
+        /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5/,
+        `${node.name}: the host key from nodesSshHostKeys is checked`,
+      );
     }
     // The registry password never sits in a command string, and wherever a resource carries it
     // (the run's environment, the copies' credentials) that property is sent as a secret.
@@ -202,6 +207,11 @@ describe("the program (mocks)", function () {
         "ssh://root@10.0.0.11?runtime=containerd&name=cp-1",
         "ssh://root@10.0.0.12?runtime=containerd&name=worker-1",
         "ssh://root@10.0.0.14?runtime=containerd&name=worker-3",
+      ]),
+      "airgap-conformance:nodesSshHostKeys": JSON.stringify([
+        "10.0.0.11=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmesRW2453+7+sP65+lx6YuLczt1nsV7zMOj8RG+ZWe",
+        "10.0.0.12=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl4+GoT34I+f9eI9cibDOgALtn3WLMGKTmgAZTXvW9P",
+        "10.0.0.14=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBxyU3Hdo20hXtH1zjSqu+2X667F6cxBGhUyLlz+kG5S",
       ]),
       "airgap-conformance:conformanceFocus": "\\[sig-network\\].*\\[Conformance\\]",
     });
