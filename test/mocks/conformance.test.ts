@@ -237,9 +237,16 @@ describe("ConformanceRun (mocks)", function () {
       const plan = JSON.parse(environment.CONFORMANCE_PLAN);
       assert.equal(plan.podName, "e2e-conformance-1");
       assert.equal(plan.failOnTestFailures, false);
-      assert.equal(environment.CONFORMANCE_NODE, process.execPath);
-      assert.match(environment.CONFORMANCE_ACTION, /components\/conformance\/actions\/main\.ts$/);
-      assert.match(environment.NODE_OPTIONS, /^--require=.*ts-node\/register\/transpile-only/);
+      // Stored in state and run again by destroy: nothing absolute into the project.
+      assert.equal(environment.CONFORMANCE_NODE, "node");
+      assert.equal(environment.CONFORMANCE_ACTION, "./components/conformance/actions/main.ts");
+      assert.equal(environment.NODE_OPTIONS, "--require=ts-node/register/transpile-only");
+      const root = path.resolve(__dirname, "..", "..");
+      for (const command of [preflight, run]) {
+        const stored = JSON.stringify(command.inputs);
+        assert.ok(!stored.includes(path.join(root, "node_modules")), "no path into node_modules");
+        assert.ok(!stored.includes(path.join(root, "components")), "no path into the checkout");
+      }
       const runEnvironment = run.inputs.environment as Record<string, string>;
       assert.equal(runEnvironment.CONFORMANCE_MIRROR_PASSWORD, undefined);
       assert.deepEqual(run.secretPaths, []);
