@@ -16,6 +16,7 @@ import {
   planConformanceRun,
   planJson,
   resolveKubeContext,
+  withSpecPodName,
   type ConformanceRunInput,
   type ConformanceRunPlan,
   type MirrorAccess,
@@ -272,12 +273,19 @@ export class ConformanceRun extends pulumi.ComponentResource {
       return plan;
     };
     // An explicit version is planned right here, so bad input fails before anything is declared.
+    // The pod is named after its spec, so a replaced pod never meets its terminating predecessor.
     const plan: pulumi.Output<ConformanceRunPlan> =
       args.kubernetesVersion === "auto"
         ? pulumi
             .output(detectKubernetesVersion(args.kubectl ?? "kubectl", { kubeconfig, context }))
-            .apply((version) => warnAbout(planConformanceRun(planInput(version, true))))
-        : pulumi.output(warnAbout(planConformanceRun(planInput(args.kubernetesVersion, false))));
+            .apply((version) =>
+              withSpecPodName(warnAbout(planConformanceRun(planInput(version, true)))),
+            )
+        : pulumi.output(
+            withSpecPodName(
+              warnAbout(planConformanceRun(planInput(args.kubernetesVersion, false))),
+            ),
+          );
 
     const objects = plan.apply((p) =>
       // Data fields are placeholders here: the real values are Inputs set on the resources below.
