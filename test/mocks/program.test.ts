@@ -25,6 +25,30 @@ function useConfig(config: Record<string, string>): void {
 }
 
 describe("the program (mocks)", function () {
+  it("ends on a config error with Pulumi's RunError: the message alone, naming key, value and what is allowed", async function () {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const program = require("../../infra") as () => Promise<unknown>;
+    useConfig({ ...offline, "airgap-conformance:registryHostPort": "50x0" });
+    await assert.rejects(program(), (error: Error) => {
+      assert.ok(pulumi.RunError.isInstance(error), `${error.name}: ${error.message}`);
+      assert.equal(
+        error.message,
+        'config airgap-conformance:registryHostPort: got "50x0"; allowed: an integer',
+      );
+      return true;
+    });
+    // A component's argument error, mapped to its config key, ends the same way.
+    useConfig({ ...offline, "airgap-conformance:kubernetesVersion": "1.31.4" });
+    await assert.rejects(program(), (error: Error) => {
+      assert.ok(pulumi.RunError.isInstance(error), `${error.name}: ${error.message}`);
+      assert.match(
+        error.message,
+        /^config airgap-conformance:registryAdvertisedEndpoint: .*set advertisedEndpoint/,
+      );
+      return true;
+    });
+  });
+
   it("evaluates the dev stack file through the real config code", async function () {
     const { config, secureKeys } = readStackFile(path.join(root, "Pulumi.dev.yaml"));
     assert.deepEqual(secureKeys, []);
