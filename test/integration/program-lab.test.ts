@@ -123,6 +123,10 @@ describe("the program in the lab (infra/index.ts, creates and deletes for real)"
         ]);
         nodes.push(execNode, sshNode, ...(podmanNode ? [podmanNode] : []));
         await authorizeSshKey(sshNode, sshKey);
+        // The SSH node's host key, as `ssh-keyscan -t ed25519` prints it (nodesSshHostKeys).
+        const hostKey = (
+          await sshNode.sh("cut -d' ' -f1,2 /etc/ssh/ssh_host_ed25519_key.pub")
+        ).stdout.trim();
         const containerdNodes = [execNode, sshNode];
 
         const kubelet = startLabKubelet(execNode, () => api!);
@@ -166,6 +170,7 @@ describe("the program in the lab (infra/index.ts, creates and deletes for real)"
             `ssh://root@${sshNode.ip}?runtime=containerd&name=${sshNode.name}`,
             ...(podmanNode ? [`docker://${podmanNode.name}?runtime=podman`] : []),
           ],
+          [key("nodesSshHostKeys")]: [`${sshNode.ip}=${hostKey}`],
           [key("nodesSshPrivateKey")]: { secure: "v1:lab-key-supplied-by-the-test" },
         };
         if (secure) {

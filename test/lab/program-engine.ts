@@ -381,6 +381,7 @@ export class LabEngine {
         port?: number;
         user?: string;
         privateKey?: string;
+        hostKey?: string;
       };
       if (!connection.privateKey) throw new Error(`${type} ${name}: the lab connects with a key`);
       const keyFile = path.join(
@@ -393,6 +394,18 @@ export class LabEngine {
         { mode: 0o600 },
       );
       chmodSync(keyFile, 0o600);
+      // With a host key the provider checks the server's key against it; without one it does not.
+      const knownHosts = path.join(
+        this.options.workDir,
+        `known-hosts-${name.replace(/[^A-Za-z0-9._-]/g, "_")}`,
+      );
+      writeFileSync(
+        knownHosts,
+        connection.hostKey ? `${connection.host} ${connection.hostKey}\n` : "",
+      );
+      const hostKeyOptions = connection.hostKey
+        ? ["-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`]
+        : ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"];
       // The provider asks the server to set each variable (ssh "env" requests, as SendEnv);
       // sshd accepts only what its AcceptEnv allows, exactly as for the provider.
       result = await run(
@@ -406,10 +419,7 @@ export class LabEngine {
           "BatchMode=yes",
           "-o",
           "IdentitiesOnly=yes",
-          "-o",
-          "StrictHostKeyChecking=no",
-          "-o",
-          "UserKnownHostsFile=/dev/null",
+          ...hostKeyOptions,
           "-o",
           "LogLevel=ERROR",
           "-o",
