@@ -33,13 +33,13 @@ export function containerdMirrorUrl(mirror: NodeMirror, upstream: NodeUpstream):
 }
 
 /**
- * The directory name every containerd (1.5 and later) reads for a registry host on Linux: the
- * host as written, `host:port` included. containerd 1.6 ignores a `host_port_` directory there
- * (a CRI pull of the mirror's own name on containerd 1.6.20 went to https with it, and pulled
- * with `host:port`); 1.7 and 2.x look for `host_port_` first, then `host:port`.
+ * The directory name containerd looks for first for a registry host. For `host:port` it tries
+ * `host_port_` before `host:port` (and `_default` last), on every version since 1.5 and on
+ * every OS, so a file there cannot be shadowed by another directory for the same host.
  */
 export function containerdHostDirectoryName(host: string): string {
-  return host;
+  const colon = host.lastIndexOf(":");
+  return colon > 0 ? `${host.slice(0, colon)}_${host.slice(colon + 1)}_` : host;
 }
 
 /** The hosts.toml containerd reads for a registry host (see {@link containerdHostDirectoryName}). */

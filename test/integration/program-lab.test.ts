@@ -329,8 +329,7 @@ describe("the program in the lab (infra/index.ts, creates and deletes for real)"
         if (criPulls.length < 30) problems.push(`only ${criPulls.length} CRI pulls (30 or more)`);
         const grouped = new Map<string, string[]>();
         for (const pull of [...criPulls, ...podmanPulls].filter((p) => p.error)) {
-          // The same failure for many images reads once, the image named by <image>.
-          const group = `${pull.node}: ${pull.error!.split(pull.image).join("<image>")}`;
+          const group = `${pull.node}: ${pull.error}`;
           grouped.set(group, [...(grouped.get(group) ?? []), pull.image]);
         }
         for (const [group, images] of grouped) {

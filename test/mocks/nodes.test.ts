@@ -164,7 +164,7 @@ describe("NodeRegistryConfig (mocks)", function () {
             [
               "/etc/containerd/config.toml",
               "/etc/airgap-conformance/mirror-ca.crt",
-              "/etc/containerd/certs.d/registry.lab:5443/hosts.toml",
+              "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
               "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
               "/etc/containerd/certs.d/docker.io/hosts.toml",
             ],
@@ -183,7 +183,7 @@ describe("NodeRegistryConfig (mocks)", function () {
             [
               "/etc/containerd/config.toml",
               "/etc/airgap-conformance/mirror-ca.crt",
-              "/etc/containerd/certs.d/registry.lab:5443/hosts.toml",
+              "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
               "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
               "/etc/containerd/certs.d/docker.io/hosts.toml",
             ],
@@ -286,7 +286,7 @@ describe("NodeRegistryConfig (mocks)", function () {
         assert.deepEqual(
           withHeader.map((file) => file.path),
           [
-            "/etc/containerd/certs.d/registry.lab:5443/hosts.toml",
+            "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
             "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
             "/etc/containerd/certs.d/docker.io/hosts.toml",
           ],

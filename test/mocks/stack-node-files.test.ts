@@ -197,10 +197,10 @@ describe("example stacks: node files cover every reference of the run", function
     const plan = render.plans.get("airgap-control-plane")!;
     assertGolden(
       "stack-dev-kind-registry_5000_-hosts.toml",
-      fileOf(plan, "/certs.d/kind-registry:5000/hosts.toml"),
+      fileOf(plan, "/certs.d/kind-registry_5000_/hosts.toml"),
     );
     // Without the file for the mirror's own name, containerd would speak https to it.
-    const before = withoutFile(plan, "/certs.d/kind-registry:5000/hosts.toml");
+    const before = withoutFile(plan, "/certs.d/kind-registry_5000_/hosts.toml");
     assert.match(
       mirrorCoverageProblem(before, "kind-registry:5000", render.mirror) ?? "",
       /kind-registry:5000: pulled from https:\/\/kind-registry:5000, not http:\/\/kind-registry:5000/,
@@ -216,13 +216,13 @@ describe("example stacks: node files cover every reference of the run", function
     assert.deepEqual(problems(render), []);
     for (const plan of render.plans.values()) {
       assert.equal(plan.secret, true);
-      const own = plan.files.find((f) => f.path.endsWith("/certs.d/10.0.0.5:5000/hosts.toml"));
+      const own = plan.files.find((f) => f.path.endsWith("/certs.d/10.0.0.5_5000_/hosts.toml"));
       assert.ok(own?.kind === "file" && own.mode === "0600" && own.secret);
     }
     const plan = render.plans.get("cp-1")!;
     assertGolden(
       "stack-kubeadm-10.0.0.5_5000_-hosts.toml",
-      fileOf(plan, "/certs.d/10.0.0.5:5000/hosts.toml"),
+      fileOf(plan, "/certs.d/10.0.0.5_5000_/hosts.toml"),
     );
     // Without the header, the check sees the missing credentials (a 401 on the node).
     const withoutHeader: NodePlan = {

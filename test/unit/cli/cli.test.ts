@@ -53,7 +53,7 @@ describe("offline CLI", function () {
     const ownHostsToml = readFileSync(
       path.join(
         out,
-        "nodes/airgap-control-plane/etc/containerd/certs.d/kind-registry:5000/hosts.toml",
+        "nodes/airgap-control-plane/etc/containerd/certs.d/kind-registry_5000_/hosts.toml",
       ),
       "utf8",
     );
@@ -76,7 +76,7 @@ describe("offline CLI", function () {
     const result = runCli(["render", "--file", file, "--out", out]);
     assert.equal(result.code, 0, result.stderr);
     const own = readFileSync(
-      path.join(out, "nodes/cp-1/etc/containerd/certs.d/10.0.0.5:5000/hosts.toml"),
+      path.join(out, "nodes/cp-1/etc/containerd/certs.d/10.0.0.5_5000_/hosts.toml"),
       "utf8",
     );
     assert.match(own, /^server = "https:\/\/10\.0\.0\.5:5000"$/m);

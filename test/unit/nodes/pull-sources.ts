@@ -61,16 +61,17 @@ function containerdSource(plan: NodePlan, url: string, entry: HostsTomlEntry): P
   };
 }
 
-/**
- * containerd (CRI with config_path): `host:port` as written (1.6 reads nothing else for a host
- * with a port; 1.7+ would try host_port_ first, which the node files never write), then
- * _default; else https://host.
- */
+/** containerd (CRI with config_path): host_port_, then host:port, then _default; else https://host. */
 function containerdSources(plan: NodePlan, host: string): PullSource[] {
   const config = plan.files.find((file) => file.kind === "containerd-config");
   if (!config || config.hostsDir !== containerdHostsDir)
     return [{ url: `https://${host}`, skipVerify: false }];
-  const directories = [host, "_default"];
+  const colon = host.lastIndexOf(":");
+  const directories = [
+    ...(colon > 0 ? [`${host.slice(0, colon)}_${host.slice(colon + 1)}_`] : []),
+    host,
+    "_default",
+  ];
   for (const directory of directories) {
     const text = fileContent(plan, `${containerdHostsDir}/${directory}/hosts.toml`);
     if (text === undefined) continue;

@@ -180,9 +180,9 @@ describe("node config renderers", function () {
         ),
       );
     });
-    it("lives where every containerd reads it: the host as written, host:port included", function () {
-      assert.equal(containerdHostDirectoryName("kind-registry:5000"), "kind-registry:5000");
-      assert.equal(containerdHostDirectoryName("[fd00::5]:5000"), "[fd00::5]:5000");
+    it("lives where containerd looks first: host_port_ for host:port, the host alone without", function () {
+      assert.equal(containerdHostDirectoryName("kind-registry:5000"), "kind-registry_5000_");
+      assert.equal(containerdHostDirectoryName("[fd00::5]:5000"), "[fd00::5]_5000_");
       assert.equal(containerdHostDirectoryName("registry.lab"), "registry.lab");
     });
   });

@@ -57,8 +57,8 @@ describe("node plans and scripts", function () {
       [
         ["containerd-config", "/etc/containerd/config.toml", "restart-containerd"],
         ["file", "/etc/airgap-conformance/mirror-ca.crt", "none"],
-        // host:port as written: containerd 1.6 reads no host_port_ directory.
-        ["file", `${containerdHostsDir}/registry.lab:5443/hosts.toml`, "none"],
+        // containerd looks for host_port_ before host:port: this name cannot be shadowed.
+        ["file", `${containerdHostsDir}/registry.lab_5443_/hosts.toml`, "none"],
         ["file", `${containerdHostsDir}/registry.k8s.io/hosts.toml`, "none"],
         ["file", `${containerdHostsDir}/docker.io/hosts.toml`, "none"],
       ],

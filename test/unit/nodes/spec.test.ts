@@ -62,7 +62,7 @@ describe("NodeRegistryConfig arguments", function () {
       [
         "/etc/containerd/config.toml",
         "/etc/airgap-conformance/mirror-ca.crt",
-        "/etc/containerd/certs.d/registry.lab:5443/hosts.toml",
+        "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
         "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
       ],
     );
