@@ -87,17 +87,21 @@ export function renderContainerdHostsToml(
   ];
   if (upstream.pathPrefix !== undefined) hostSettings.push("override_path = true");
   const mirrorUrl = containerdMirrorUrl(mirror, upstream);
+  const hostTable = `host.${tomlString(mirrorUrl)}`;
   if (options.forbidFallback) {
+    // The mirror as the only host; a [host] table, since containerd 1.6 takes the scheme from
+    // one only (`server` alone is tried over https).
     return [
       `# ${generatedBy}`,
       `# ${upstream.registry} is pulled from the mirror only: no fallback to the upstream.`,
       `server = ${tomlString(mirrorUrl)}`,
-      ...hostSettings,
-      ...mirrorHeaderLines(mirror, "header", ""),
+      "",
+      `[${hostTable}]`,
+      ...hostSettings.map((line) => `  ${line}`),
+      ...mirrorHeaderLines(mirror, `${hostTable}.header`, "  "),
       "",
     ].join("\n");
   }
-  const hostTable = `host.${tomlString(mirrorUrl)}`;
   return [
     `# ${generatedBy}`,
     `# ${upstream.registry} is pulled through the mirror; the upstream is only tried after it.`,
@@ -117,13 +121,19 @@ export function renderContainerdHostsToml(
  * https without it), its CA or skip_verify, and its credentials as an Authorization header.
  */
 export function renderContainerdMirrorHostsToml(mirror: NodeMirror): string {
+  const url = `${mirror.scheme}://${mirror.endpoint}`;
+  const hostTable = `host.${tomlString(url)}`;
+  // containerd 1.6's CRI pull takes the scheme from a [host] table only: with `server` alone
+  // it still sends https to a plain-http mirror (measured with a CRI PullImage on 1.6.20).
   return [
     `# ${generatedBy}`,
     `# ${mirror.endpoint} is the mirror itself: references that name it are pulled from it.`,
-    `server = ${tomlString(`${mirror.scheme}://${mirror.endpoint}`)}`,
-    `capabilities = ${tomlStringArray(["pull", "resolve"])}`,
-    ...mirrorHostSettings(mirror),
-    ...mirrorHeaderLines(mirror, "header", ""),
+    `server = ${tomlString(url)}`,
+    "",
+    `[${hostTable}]`,
+    `  capabilities = ${tomlStringArray(["pull", "resolve"])}`,
+    ...mirrorHostSettings(mirror).map((line) => `  ${line}`),
+    ...mirrorHeaderLines(mirror, `${hostTable}.header`, "  "),
     "",
   ].join("\n");
 }

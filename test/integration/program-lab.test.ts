@@ -268,6 +268,18 @@ describe("the program in the lab (infra/index.ts, creates and deletes for real)"
           });
         }
         // Reported once the node commands ran (even when a later create failed).
+        // What the containerd nodes hold while pulls fail: the evidence for the report.
+        const nodeEvidence = criPulls.some((pull) => pull.error)
+          ? await Promise.all(
+              containerdNodes.map(async (node) => {
+                const shown = await node.sh(
+                  'grep -n config_path /etc/containerd/config.toml; for f in /etc/containerd/certs.d/*/hosts.toml; do echo "== $f"; sed \'s/Basic .*/Basic <redacted>"/\' "$f"; done',
+                  { allowFailure: true },
+                );
+                return `${node.name}:\n${shown.stdout}${shown.stderr}`;
+              }),
+            )
+          : [];
         const reports = await Promise.race([
           nodeReports,
           new Promise<NodeReport[]>((resolve) => setTimeout(() => resolve([]), 5000)),
@@ -346,6 +358,8 @@ describe("the program in the lab (infra/index.ts, creates and deletes for real)"
           }
         }
         for (const file of changedAnywhere) problems.push(`not as before up: ${file}`);
+        if (nodeEvidence.length > 0)
+          problems.push(`node files while pulls failed:\n${nodeEvidence.join("\n")}`);
         for (const object of leftovers) problems.push(`left after destroy: ${object}`);
         if (problems.length > 0)
           console.log(`      problems:\n      - ${problems.join("\n      - ")}`);

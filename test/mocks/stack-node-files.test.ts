@@ -229,7 +229,10 @@ describe("example stacks: node files cover every reference of the run", function
       ...plan,
       files: plan.files.map((file) =>
         file.kind === "file"
-          ? { ...file, content: file.content.replace(/\n\[header\][^]*$/, "\n") }
+          ? {
+              ...file,
+              content: file.content.replace(/\n\s*\[(?:host\."[^"]*"\.)?header\][^]*$/, "\n"),
+            }
           : file,
       ),
     };

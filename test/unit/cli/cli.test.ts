@@ -80,10 +80,10 @@ describe("offline CLI", function () {
       "utf8",
     );
     assert.match(own, /^server = "https:\/\/10\.0\.0\.5:5000"$/m);
-    assert.match(own, /^ca = "\/etc\/airgap-conformance\/mirror-ca\.crt"$/m);
+    assert.match(own, /^ {2}ca = "\/etc\/airgap-conformance\/mirror-ca\.crt"$/m);
     assert.match(
       own,
-      /^ {2}Authorization = "Basic <base64 of mirror:<airgap-conformance:registryPassword>>"$/m,
+      /^ {4}Authorization = "Basic <base64 of mirror:<airgap-conformance:registryPassword>>"$/m,
     );
     assert.doesNotMatch(own, /placeholder/);
   });

@@ -143,7 +143,16 @@ describe("node config renderers", function () {
           const text = renderContainerdHostsToml(upstream, mirror, { forbidFallback: true });
           const body = text.replace(/^#.*\n/gm, "");
           assert.ok(!body.includes(upstreamServerUrl(upstream.registry)));
-          assert.ok(!body.includes("[host."));
+          // The mirror is the only host (its own [host] table: containerd 1.6 takes the scheme
+          // from there).
+          assert.deepEqual((body.match(/^\[host\."[^"]*"\]$/gm) ?? []).length, 1);
+          assert.match(
+            body,
+            new RegExp(
+              `^\\[host\\."${mirror.scheme}://${mirror.endpoint.replace(/[.[\]]/g, "\\$&")}`,
+              "m",
+            ),
+          );
           assert.match(body, new RegExp(`^server = "${mirror.scheme}://`));
         }),
       );
@@ -169,12 +178,18 @@ describe("node config renderers", function () {
             const parsed = parseToml(
               renderContainerdMirrorHostsToml({ ...mirror, auth: auth ?? undefined }),
             );
+            const url = `${mirror.scheme}://${mirror.endpoint}`;
+            // A [host] table for the mirror itself: containerd 1.6 takes the scheme from it.
             assert.deepEqual(parsed, {
-              server: `${mirror.scheme}://${mirror.endpoint}`,
-              capabilities: ["pull", "resolve"],
-              ...(mirror.caFile ? { ca: mirror.caFile } : {}),
-              ...(mirror.skipVerify ? { skip_verify: true } : {}),
-              ...(auth ? { header: { Authorization: basicAuthorization(auth) } } : {}),
+              server: url,
+              host: {
+                [url]: {
+                  capabilities: ["pull", "resolve"],
+                  ...(mirror.caFile ? { ca: mirror.caFile } : {}),
+                  ...(mirror.skipVerify ? { skip_verify: true } : {}),
+                  ...(auth ? { header: { Authorization: basicAuthorization(auth) } } : {}),
+                },
+              },
             });
           },
         ),
