@@ -46,6 +46,8 @@ const registryName = "lab-program-mirror";
 const runLabelKey = "airgap-conformance.lab.program-run";
 /** What the node configuration may touch, snapshotted before up and compared after destroy. */
 const watchedTrees = ["/etc", "/var/lib/airgap-conformance"];
+/** Files a runtime writes by being used (podman's network locks on its first pull), not config. */
+const runtimeStateFiles = ["/etc/cni/net.d/cni.lock", "/etc/containers/networks/netavark.lock"];
 
 interface PullResult {
   node: string;
@@ -305,7 +307,7 @@ describe("the program in the lab (infra/index.ts, creates and deletes for real)"
           const was = before.get(node.name)!;
           const is = after.get(node.name)!;
           return [...new Set([...was.keys(), ...is.keys()])]
-            .filter((file) => was.get(file) !== is.get(file))
+            .filter((file) => was.get(file) !== is.get(file) && !runtimeStateFiles.includes(file))
             .map((file) => `${node.name}:${file}`);
         });
         const registryLeft = await docker
