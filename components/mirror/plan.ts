@@ -85,7 +85,6 @@ export class ImageCopyPlanError extends Error {
   }
 }
 
-
 function tagOrDigest(reference: ImageReference, pinned: string | undefined): string {
   return pinned ?? reference.digest ?? reference.tag ?? "latest";
 }

@@ -35,11 +35,17 @@ export class RegistryRequestError extends Error {
   constructor(
     message: string,
     readonly status?: number,
+    /** The registry's certificate did not verify: a retry will not help. */
+    readonly tlsRefused = false,
   ) {
     super(message);
     this.name = "RegistryRequestError";
   }
 }
+
+/** Node's codes for a certificate that does not verify (chain, name, dates). */
+const certificateErrorCodes =
+  /^(SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_.*|ERR_TLS_CERT_ALTNAME_INVALID)$/;
 
 interface Response {
   status: number;
@@ -110,14 +116,22 @@ export class RegistryClient {
     const module = url.startsWith("https:") ? https : http;
     const sameOrigin = new URL(url).origin === new URL(this.origin).origin;
     return new Promise((resolve, reject) => {
-      const fail = (error: Error) =>
-        reject(
-          error instanceof RegistryRequestError
-            ? error
-            : new RegistryRequestError(
-                `cannot reach registry ${this.access.host}: ${error.message}`,
-              ),
-        );
+      const fail = (error: Error & { code?: string }) => {
+        if (error instanceof RegistryRequestError) reject(error);
+        else if (certificateErrorCodes.test(error.code ?? "")) {
+          reject(
+            new RegistryRequestError(
+              `the certificate of registry ${this.access.host} did not verify (${error.message}); give the CA that signed it, or mark the registry insecure`,
+              undefined,
+              true,
+            ),
+          );
+        } else {
+          reject(
+            new RegistryRequestError(`cannot reach registry ${this.access.host}: ${error.message}`),
+          );
+        }
+      };
       const lengthHeader =
         body === undefined
           ? {}

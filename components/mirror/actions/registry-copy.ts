@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { Transform, type TransformCallback } from "node:stream";
+import { pipeline, Transform, type TransformCallback } from "node:stream";
 import {
   manifestBlobBytes,
   selectIndexEntries,
@@ -157,7 +157,8 @@ class ImageCopier {
       const target = location ?? (await this.destination.startUpload(this.request.to.repository));
       const stream = await this.source.openBlob(this.request.from.repository, blob.digest);
       await this.destination.finishUpload(this.request.to.repository, target, blob.digest, {
-        stream: stream.pipe(verifying(blob)).on("error", () => stream.destroy()),
+        // pipeline: a source that breaks off fails the upload instead of leaving it waiting.
+        stream: pipeline(stream, verifying(blob), () => undefined),
         length: blob.size,
       });
     });
@@ -256,12 +257,17 @@ class ImageCopier {
         const image = await this.readManifest(chosen[0].digest);
         return { top: image.raw, images: [image] };
       }
+      if (chosen.length === entries.length) return this.withImages(top.raw, chosen);
       // A smaller index of the chosen platforms: a new digest, recorded as the mirror's.
       const bytes = Buffer.from(JSON.stringify({ ...top.parsed, manifests: chosen }));
       tagged = { mediaType: top.raw.mediaType, bytes, digest: contentDigest(bytes) };
     }
-    const images = await mapWithConcurrency(chosen, 4, (entry) => this.readManifest(entry.digest));
-    return { top: tagged, images };
+    return this.withImages(tagged, chosen);
+  }
+
+  private async withImages(top: RawManifest, entries: readonly IndexEntry[]) {
+    const images = await mapWithConcurrency(entries, 4, (entry) => this.readManifest(entry.digest));
+    return { top, images };
   }
 
   async copy(): Promise<string> {
@@ -279,6 +285,7 @@ class ImageCopier {
 export function classifyRegistryFailure(error: unknown): CopyFailureKind {
   if (error instanceof ImageCopyError) return error.kind;
   if (!(error instanceof RegistryRequestError)) return "other";
+  if (error.tlsRefused) return "other";
   const status = error.status;
   if (status === 401 || status === 403) return "unauthorized";
   if (status === 404) return "not-found";

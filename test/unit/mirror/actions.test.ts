@@ -452,6 +452,7 @@ describe("the registry copier's failure classes", function () {
       [new RegistryRequestError("denied", 403), "unauthorized"],
       [new RegistryRequestError("manifest unknown", 404), "not-found"],
       [new RegistryRequestError("digest invalid", 400), "other"],
+      [new RegistryRequestError("certificate did not verify", undefined, true), "other"],
       [new Error("pause:3.10: has no linux/s390x image"), "other"],
     ];
     for (const [error, kind] of cases)
