@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ImageSource } from "../components/mirror";
 import type { RegistryAccess } from "../components/mirror/actions/registry-client";
 import type { RestartPolicy } from "../components/registry";
+import { platformPattern } from "../core/images/platforms";
 import { loadProjectSchema, type ConfigKeySchema, type ProjectSchema } from "./schema";
 
 /** A stack config value that is missing, of the wrong type, or not allowed. Names the key. */
@@ -77,6 +78,8 @@ export interface StackConfig {
     conformanceImage?: string;
     resultsImage: string;
     platform?: string;
+    /** Several platforms to copy out of multi-arch images (imagesPlatforms). */
+    platforms: string[];
     source: ImageSource;
     sourcePassword?: pulumi.Output<string>;
     destination: "registry" | "archive";
@@ -533,6 +536,30 @@ function buildImagesConfig(
       "required when imagesDestination is archive",
     );
   }
+  const platforms = [...new Set(values.imagesPlatforms as string[])];
+  for (const [index, platform] of platforms.entries()) {
+    if (!platformPattern.test(platform)) {
+      throw new ConfigError(
+        `${key("imagesPlatforms")}[${index}]`,
+        platform,
+        "os/arch or os/arch/variant, e.g. linux/amd64, linux/arm64/v8",
+      );
+    }
+  }
+  if (platforms.length > 0 && optionalString(values.imagesPlatform)) {
+    throw new ConfigError(
+      key("imagesPlatforms"),
+      platforms.join(","),
+      `not together with imagesPlatform; list every platform in imagesPlatforms (here also ${String(values.imagesPlatform)})`,
+    );
+  }
+  if (platforms.length > 1 && destination === "archive") {
+    throw new ConfigError(
+      key("imagesPlatforms"),
+      platforms.join(","),
+      "one platform, or none for every platform, when imagesDestination is archive (an archive keeps whole images)",
+    );
+  }
   if (enabled && destination === "archive" && sourceKind === "archive") {
     throw new ConfigError(
       key("imagesDestination"),
@@ -555,15 +582,13 @@ function buildImagesConfig(
     conformanceImage: optionalString(values.imagesConformanceImage),
     resultsImage: values.imagesResultsImage as string,
     platform: imagesPlatform(values, key),
+    platforms,
     source,
     sourcePassword: secrets.imagesSourcePassword,
     destination,
     archiveDirectory,
   };
 }
-
-/** One platform, as skopeo and the image index name it. */
-const platformPattern = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
 
 function imagesPlatform(
   values: Record<string, Scalar>,

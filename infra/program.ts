@@ -184,6 +184,7 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
                 : undefined,
             upstreamPrefixes: config.mirror.upstreamPrefixes,
             platform: config.images.platform,
+            platforms: config.images.platforms,
             retries: config.mirror.retries,
             deleteOnDestroy: config.mirror.deleteOnDestroy,
           },

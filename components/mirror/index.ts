@@ -24,6 +24,12 @@ export interface ImageMirrorArgs {
   readonly upstreamPrefixes?: Record<string, string>;
   /** `os/arch[/variant]` to copy one platform; default every platform (the whole index). */
   readonly platform?: string;
+  /**
+   * `os/arch[/variant]` platforms to copy out of multi-arch images: the tag gets a smaller index
+   * of those (its own digest, which the mapping records). Images pinned by digest keep their
+   * whole index. Not together with `platform`. Default every platform.
+   */
+  readonly platforms?: readonly string[];
   /** Pinned digests; read from the archive's lock file automatically when the source is an archive. */
   readonly lock?: LockDocument;
   /** Whole-copy retries on network failures (with exponential backoff). Default 3. */
@@ -83,6 +89,7 @@ export class ImageMirror extends pulumi.ComponentResource {
       destination: args.destination,
       upstreamPrefixes: args.upstreamPrefixes,
       platform: args.platform,
+      platforms: args.platforms,
       lock,
     });
     const retries = args.retries ?? 3;

@@ -8,12 +8,13 @@ import {
   writeLock,
   type LockedImage,
 } from "./actions/archive";
+import { RegistryRequestError, sharedRegistryClient } from "./actions/registry-client";
 import {
-  RegistryClient,
-  RegistryRequestError,
-  type RegistryAccess,
-} from "./actions/registry-client";
-import { copyImage, type CopyLocation, type CopyRequest } from "./actions/skopeo";
+  copyRegistryImage,
+  UnsupportedByCopierError,
+  type RegistryCopyStats,
+} from "./actions/registry-copy";
+import { copyImage, type CopyLocation, type CopyOptions, type CopyRequest } from "./actions/skopeo";
 
 /**
  * What the mirror's dynamic providers do (see provider.ts for how the engine reaches this code).
@@ -77,23 +78,12 @@ export function replacementKeys(olds: MirroredImageInputs, news: MirroredImageIn
           ? [to.access.host, to.repository, to.reference]
           : [path.resolve(to.directory), to.refName],
       platform: inputs.request.platform ?? null,
+      platforms: inputs.request.platforms ?? null,
     });
   };
   if (identity(olds) === identity(news)) return [];
   const keys = ["source", "request"];
   return olds.source === news.source ? ["request"] : keys;
-}
-
-function registryClient(access: RegistryAccess): RegistryClient {
-  const globalCache = globalThis as { __airgapRegistryClients?: Map<string, RegistryClient> };
-  globalCache.__airgapRegistryClients ??= new Map();
-  const key = JSON.stringify(access);
-  let client = globalCache.__airgapRegistryClients.get(key);
-  if (!client) {
-    client = new RegistryClient(access);
-    globalCache.__airgapRegistryClients.set(key, client);
-  }
-  return client;
 }
 
 /** Digest the destination holds for the image, or undefined when it is gone. */
@@ -106,7 +96,25 @@ export async function destinationDigest(request: CopyRequest): Promise<string | 
       ? digest
       : undefined;
   }
-  return registryClient(to.access).manifestDigest(to.repository, to.reference);
+  return sharedRegistryClient(to.access).manifestDigest(to.repository, to.reference);
+}
+
+/**
+ * Registry to registry: the in-process copier (shared connections, tokens and mounts across
+ * every image of the stack). Archives, and manifests that need converting: skopeo.
+ */
+export async function copyWithEngine(
+  request: CopyRequest,
+  options: CopyOptions & { stats?: RegistryCopyStats },
+): Promise<string> {
+  if (request.from.transport === "docker" && request.to.transport === "docker") {
+    try {
+      return await copyRegistryImage(request, options);
+    } catch (error) {
+      if (!(error instanceof UnsupportedByCopierError)) throw error;
+    }
+  }
+  return copyImage(request, options);
 }
 
 /** Copies the image (verifying an archive source first) and checks the resulting digest. */
@@ -115,7 +123,7 @@ export async function performCopy(inputs: MirroredImageInputs): Promise<Mirrored
   if (request.from.transport === "oci") {
     await verifyArchivedImage(request.from.directory, request.from.refName, inputs.expectedDigest);
   }
-  const digest = await copyImage(request, { retries: inputs.retries });
+  const digest = await copyWithEngine(request, { retries: inputs.retries });
   if (inputs.expectedDigest && digest !== inputs.expectedDigest) {
     throw new Error(
       `${inputs.source}: copied ${digest}, but ${inputs.expectedDigest} was expected (the source changed since it was pinned)`,
@@ -169,7 +177,7 @@ export const mirroredImageRuntime: pulumi.dynamic.ResourceProvider = {
   async delete(_id: string, props: MirroredImageOutputs) {
     const to = requestWithCredentials(props.request, props.credentials).to;
     if (!props.deleteOnDestroy || to.transport !== "docker" || !props.digest) return;
-    await registryClient(to.access).deleteManifest(to.repository, props.digest);
+    await sharedRegistryClient(to.access).deleteManifest(to.repository, props.digest);
   },
 };
 

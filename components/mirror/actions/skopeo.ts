@@ -22,6 +22,8 @@ export interface CopyRequest {
   to: CopyLocation;
   /** `os/arch` to copy one platform; default: the whole index with every platform. */
   platform?: string;
+  /** Several `os/arch` to keep (a smaller index); the registry copier's, never skopeo's. */
+  platforms?: string[];
   /** skopeo's own per-request retries (blob/manifest requests). */
   skopeoRetries?: number;
 }

@@ -61,6 +61,43 @@ describe("stack config", function () {
     });
   }
 
+  it("reads imagesPlatforms, and names the key for a bad entry or a conflicting setting", function () {
+    const build = (extra: Record<string, string>) =>
+      buildStackConfig(
+        readTypedConfig({ "airgap-conformance:kubernetesVersion": "1.31.4", ...extra }, schema),
+        schema.project,
+      );
+    assert.deepEqual(build({}).images.platforms, []);
+    assert.deepEqual(
+      build({ "airgap-conformance:imagesPlatforms": '["linux/amd64","linux/arm64/v8"]' }).images
+        .platforms,
+      ["linux/amd64", "linux/arm64/v8"],
+    );
+    assert.throws(
+      () => build({ "airgap-conformance:imagesPlatforms": '["linux/amd64","arm64"]' }),
+      /config airgap-conformance:imagesPlatforms\[1\]: got "arm64"; allowed: os\/arch or os\/arch\/variant/,
+    );
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:imagesPlatforms": '["linux/arm64"]',
+          "airgap-conformance:imagesPlatform": "linux/amd64",
+        }),
+      /config airgap-conformance:imagesPlatforms: .*not together with imagesPlatform/,
+    );
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:imagesPlatforms": '["linux/amd64","linux/arm64"]',
+          "airgap-conformance:imagesDestination": "archive",
+          "airgap-conformance:imagesArchiveDirectory": "/srv/images",
+          "airgap-conformance:registryEnabled": "false",
+          "airgap-conformance:conformanceEnabled": "false",
+        }),
+      /config airgap-conformance:imagesPlatforms: .*when imagesDestination is archive/,
+    );
+  });
+
   it("rejects unknown keys, with a suggestion only when one is close", function () {
     assert.throws(
       () => readTypedConfig({ "airgap-conformance:regsitryImage": "x" }, schema),
