@@ -3,6 +3,14 @@ import { renderRepoList } from "../../core/images/repo-list";
 import { readLock, type LockDocument } from "./actions/archive";
 import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
 import { archiveLockProvider, mirroredImageProvider } from "./provider";
+import type { CopyLocation } from "./actions/skopeo";
+import {
+  planTransfer,
+  transferPlanLine,
+  transferSummaryLine,
+  type CopyReport,
+  type TransferPlan,
+} from "./progress";
 import type { CopyCredentials, MirroredImageInputs } from "./provider-runtime";
 
 export type { ImageDestination, ImageSource } from "./plan";
@@ -38,17 +46,30 @@ export interface ImageMirrorArgs {
   readonly deleteOnDestroy?: boolean;
 }
 
+/** The location with the password for its registry host, when one is known. */
+function withAccessPassword(
+  location: CopyLocation,
+  passwordFor: (host: string) => string | undefined,
+): CopyLocation {
+  if (location.transport !== "docker") return location;
+  const password = passwordFor(location.access.host);
+  return password === undefined
+    ? location
+    : { ...location, access: { ...location.access, password } };
+}
+
 /** A dynamic resource per image, so previews list exactly which images are added or removed. */
 class MirroredImage extends pulumi.dynamic.Resource {
   declare public readonly digest: pulumi.Output<string>;
   declare public readonly source: pulumi.Output<string>;
   declare public readonly mirrorReference: pulumi.Output<string>;
+  declare public readonly lastCopy: pulumi.Output<CopyReport | undefined>;
 
   constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
     super(
       mirroredImageProvider,
       name,
-      { ...inputs, digest: undefined },
+      { ...inputs, digest: undefined, lastCopy: undefined },
       opts,
       "mirror",
       "MirroredImage",
@@ -77,6 +98,8 @@ export class ImageMirror extends pulumi.ComponentResource {
   /** Upstream registries the images come from: each needs mirror configuration on the nodes. */
   public readonly upstreamRegistries: pulumi.Output<string[]>;
   public readonly imageCount: pulumi.Output<number>;
+  /** Before copying: images already in the destination, images to copy and their bytes. */
+  public readonly transferPlan: pulumi.Output<TransferPlan>;
 
   constructor(name: string, args: ImageMirrorArgs, opts?: pulumi.ComponentResourceOptions) {
     super("airgap:mirror:ImageMirror", name, {}, opts);
@@ -180,7 +203,41 @@ export class ImageMirror extends pulumi.ComponentResource {
     }
     this.upstreamRegistries = pulumi.output([...plan.mapping.upstreamRegistries]);
     this.imageCount = pulumi.output(plan.copies.length);
+
+    // Progress in the update's output: what is left to copy (preview and up), and once every
+    // copy is done, what this update moved.
+    const updateStartedAt = new Date();
+    const destinationName =
+      args.destination.kind === "archive"
+        ? `the archive ${args.destination.directory}`
+        : "the mirror";
+    const passwords = pulumi.all([args.mirrorPassword, pulumi.all(args.sourcePasswords ?? {})]);
+    this.transferPlan = pulumi.unsecret(
+      passwords.apply(async ([mirrorPassword, sourcePasswords]) => {
+        const transfer = await planTransfer(
+          plan.copies.map((copy) => ({
+            request: {
+              ...copy.request,
+              from: withAccessPassword(
+                copy.request.from,
+                (host) => sourcePasswords[host] ?? sourcePasswords[copy.source.split("/")[0]],
+              ),
+              to: withAccessPassword(copy.request.to, () => mirrorPassword),
+            },
+            expectedDigest: copy.expectedDigest,
+          })),
+        );
+        await pulumi.log.info(transferPlanLine(transfer, destinationName), this);
+        return transfer;
+      }),
+    );
+    if (!pulumi.runtime.isDryRun() && images.length > 0) {
+      pulumi
+        .all(images.map((image) => image.lastCopy))
+        .apply((reports) => pulumi.log.info(transferSummaryLine(reports, updateStartedAt), this));
+    }
     this.registerOutputs({
+      transferPlan: this.transferPlan,
       mapping: this.mapping,
       lock: this.lock,
       repoList: this.repoList,
