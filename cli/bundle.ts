@@ -282,7 +282,11 @@ export function createBundle(options: BundleOptions): BundleResult {
       throw new BundleError(`--add ${file}: not a file`);
   }
   if (existsSync(out)) throw new BundleError(`--out ${out} exists; give a new directory`);
-  if (out === root || out.startsWith(`${root}${path.sep}`)) {
+  const insideProject = path.relative(root, out).split(path.sep).join("/");
+  const excluded = [...projectExcludes].some(
+    (dir) => insideProject === dir || insideProject.startsWith(`${dir}/`),
+  );
+  if ((out === root || !insideProject.startsWith("..")) && !excluded) {
     throw new BundleError(`--out ${out} is inside the project; give a directory outside it`);
   }
 

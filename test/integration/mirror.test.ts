@@ -18,6 +18,7 @@ import type {
   MirroredImageInputs,
   MirroredImageOutputs,
 } from "../../components/mirror/provider-runtime";
+import { megabytes } from "../../components/mirror/progress";
 import { callProvider, serializeProvider } from "../lab/dynamic-provider";
 import { docker } from "../lab/engine";
 import { run } from "../lab/exec";
@@ -162,8 +163,13 @@ describe("mirroring actions against real registries", function () {
       destination: { kind: "registry", access: accessOf(mirror), nodeEndpoint: "mirror.lab:5000" },
     }).copies;
     const started = Date.now();
+    const retried: { attempt: number; of: number; delayMs: number; reason: string }[] = [];
     await assert.rejects(
-      copyImage(copy.request, { retries: 2, backoffMs: 100 }),
+      copyImage(copy.request, {
+        retries: 2,
+        backoffMs: 100,
+        onRetry: (retry) => retried.push(retry),
+      }),
       (error: Error) => {
         assert.ok(error instanceof ImageCopyError);
         assert.equal(error.kind, "unreachable");
@@ -177,6 +183,15 @@ describe("mirroring actions against real registries", function () {
       },
     );
     assert.ok(Date.now() - started >= 300, "two retries with 100 ms and 200 ms backoff happened");
+    // Each retry is told (the provider logs it), with skopeo's reason.
+    assert.deepEqual(
+      retried.map(({ attempt, of, delayMs }) => [attempt, of, delayMs]),
+      [
+        [1, 2, 100],
+        [2, 2, 200],
+      ],
+    );
+    assert.match(retried[0].reason, /connection refused|127\.0\.0\.1/);
   });
 
   it("checks presence and digests of many images in one process (plain and TLS + auth)", async function () {
@@ -348,12 +363,24 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
 
   it("creates, sees drift in diff, repairs it on update, and deletes on destroy", async function () {
     const nginx = upstreams.images.find((image) => image.repository === "library/nginx")!;
+    const progress: string[] = [];
     const created = await callProvider<{ id: string; outs: MirroredImageOutputs }>(
       providerFile,
       "create",
       [inputs],
+      progress,
     );
     assert.equal(created.outs.digest, nginx.digest);
+    // The copy reports its bytes through pulumi.log (the update shows the provider's output).
+    const copiedBytes = created.outs.lastCopy?.bytes ?? 0;
+    assert.ok(copiedBytes > 0, JSON.stringify(created.outs.lastCopy));
+    assert.deepEqual(
+      progress.filter((line) => line.includes("copied ")),
+      [
+        `info: [runtime] copied docker.io/library/nginx:1.27-alpine: ${megabytes(copiedBytes)} in ${created.outs.lastCopy!.seconds.toFixed(1)} s`,
+      ],
+    );
+    assert.equal(created.outs.lastCopy?.retries, 0);
     assert.equal(created.id, `mirror.lab:5000/library/nginx:1.27-alpine@${nginx.digest}`);
 
     const steady = await callProvider<{ changes: boolean }>(providerFile, "diff", [
