@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { readLock, verifyArchivedImage, writeLock } from "../../components/mirror/actions/archive";
 import {
@@ -31,6 +31,7 @@ import {
   writeOciLayout,
 } from "../lab/synthetic-images";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
+import { scratchDir } from "../scratch";
 
 function accessOf(registry: LabRegistry, withPassword = true): RegistryAccess {
   return {
@@ -237,7 +238,7 @@ describe("mirroring actions against real registries", function () {
     let archive: string;
 
     before(async function () {
-      archive = path.join(mkdtempSync(path.join(labDir, "archive-")), "images");
+      archive = path.join(scratchDir("archive-", labDir), "images");
       const exportPlan = planImageCopies({
         images: upstreams.images.map((image) => image.name),
         source: { kind: "upstream", registries: upstreamAccess(upstreams) },
@@ -300,7 +301,7 @@ describe("mirroring actions against real registries", function () {
     });
 
     it("refuses an archive with a tampered blob, naming the image", async function () {
-      const tampered = path.join(mkdtempSync(path.join(labDir, "tampered-")), "images");
+      const tampered = path.join(scratchDir("tampered-", labDir), "images");
       cpSync(archive, tampered, { recursive: true });
       const blobs = path.join(tampered, "blobs", "sha256");
       const largest = readdirSync(blobs).sort(
@@ -435,7 +436,7 @@ describe("an upstream killed in the middle of a copy", function () {
       startLabRegistry({ name: "lab-upstream-fragile" }),
       startLabRegistry({ name: "lab-mirror-after-kill" }),
     ]);
-    layout = mkdtempSync(path.join(labDir, "big-"));
+    layout = scratchDir("big-", labDir);
     const image = singlePlatformImage(
       makeManifest([await makeRandomLayer("big.bin", 192 * 1024 * 1024)], {
         os: "linux",

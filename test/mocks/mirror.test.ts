@@ -1,12 +1,11 @@
 import { fakeDigest, only, recorded, resourcesOf, settle, valueOf } from "./harness";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { ImageMirror, type ImageMirrorArgs } from "../../components/mirror";
 import { writeLock } from "../../components/mirror/actions/archive";
 import { planImageCopies } from "../../components/mirror/plan";
 import { renderRepoList } from "../../core/images/repo-list";
+import { scratchDir } from "../scratch";
 
 const imageType = "pulumi-nodejs:dynamic/mirror:MirroredImage";
 const mirrorAccess = { host: "127.0.0.1:5001", scheme: "http" as const };
@@ -143,7 +142,7 @@ describe("ImageMirror (mocks)", function () {
   });
 
   it("exports into an archive and writes the lock only after every image", async function () {
-    const directory = path.join(mkdtempSync(path.join(os.tmpdir(), "export-")), "images");
+    const directory = path.join(scratchDir("export-"), "images");
     const mirror = new ImageMirror("export", {
       images,
       destination: { kind: "archive", directory },
@@ -159,7 +158,7 @@ describe("ImageMirror (mocks)", function () {
   });
 
   it("imports from an archive pinned by its lock file", async function () {
-    const directory = mkdtempSync(path.join(os.tmpdir(), "import-"));
+    const directory = scratchDir("import-");
     const digest = `sha256:${"a".repeat(64)}`;
     writeLock(directory, [{ source: "registry.k8s.io/pause:3.10", digest }]);
     new ImageMirror(
@@ -177,7 +176,7 @@ describe("ImageMirror (mocks)", function () {
   });
 
   describe("bad input fails before anything is created", function () {
-    const archiveWithoutLock = mkdtempSync(path.join(os.tmpdir(), "no-lock-"));
+    const archiveWithoutLock = scratchDir("no-lock-");
     const cases: Array<[string, ImageMirrorArgs, RegExp]> = [
       [
         "a malformed reference",

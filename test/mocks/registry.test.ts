@@ -1,14 +1,14 @@
 import { recorded, resourcesOf, only, settle, valueOf } from "./harness";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import * as os from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { RegistryContainer, type RegistryContainerArgs } from "../../components/registry";
 import { containerArgsFromSpec } from "../../components/registry/docker-args";
 import { htpasswdLine } from "../../components/registry/htpasswd";
 import { dockerLoadScript } from "../../components/registry/image-load";
 import { registryContainerSpec, resolveRegistrySettings } from "../../components/registry/spec";
+import { scratchDir } from "../scratch";
 
 const fixtures = path.resolve(__dirname, "..", "fixtures");
 const certificateFile = path.join(fixtures, "registry.crt");
@@ -103,7 +103,7 @@ describe("RegistryContainer (mocks)", function () {
   describe("loading the image from a tar on a remote engine", function () {
     let tarFile: string;
     before(async function () {
-      tarFile = path.join(mkdtempSync(path.join(os.tmpdir(), "registry-tar-")), "registry.tar");
+      tarFile = path.join(scratchDir("registry-tar-"), "registry.tar");
       writeFileSync(tarFile, "pretend image tar");
       const registry = new RegistryContainer("remote", {
         imageTar: tarFile,

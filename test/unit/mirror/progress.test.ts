@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
-import * as os from "node:os";
 import * as path from "node:path";
 import {
   copyReportLine,
@@ -11,6 +10,7 @@ import {
   transferSummaryLine,
 } from "../../../components/mirror/progress";
 import type { CopyRequest } from "../../../components/mirror/actions/skopeo";
+import { scratchDir } from "../../scratch";
 
 describe("mirror progress lines", function () {
   it("says how many images are there, how many to copy and how big", function () {
@@ -67,7 +67,7 @@ describe("mirror progress lines", function () {
   });
 
   it("plans against an archive: present by digest, sizes read from the layout, blobs once", async function () {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "progress-"));
+    const dir = scratchDir("progress-");
     try {
       const blobsDir = path.join(dir, "blobs", "sha256");
       mkdirSync(blobsDir, { recursive: true });
@@ -97,7 +97,7 @@ describe("mirror progress lines", function () {
           ],
         }),
       );
-      const exportInto = mkdtempSync(path.join(os.tmpdir(), "progress-dest-"));
+      const exportInto = scratchDir("progress-dest-");
       const request = (source: string): CopyRequest => ({
         source,
         from: { transport: "oci", directory: dir, refName: source },
