@@ -103,6 +103,27 @@ export class ImageMirror extends pulumi.ComponentResource {
     // own are not needed (the engine keeps the innermost user frame as the resource's position).
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = Math.min(stackTraceLimit, 6);
+    // One credentials output per source password, shared by the images that use it: hundreds of
+    // images come from a handful of registries.
+    const credentialsFor = new Map<
+      pulumi.Input<string> | undefined,
+      pulumi.Output<CopyCredentials>
+    >();
+    const sharedCredentials = (fromPassword: pulumi.Input<string> | undefined) => {
+      let credentials = credentialsFor.get(fromPassword);
+      if (!credentials) {
+        credentials = pulumi.secret(
+          pulumi
+            .all([fromPassword, args.mirrorPassword])
+            .apply(([fromValue, toValue]): CopyCredentials => ({
+              ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
+              ...(toValue !== undefined ? { toPassword: toValue } : {}),
+            })),
+        );
+        credentialsFor.set(fromPassword, credentials);
+      }
+      return credentials;
+    };
     let images: MirroredImage[];
     try {
       images = plan.copies.map((copy) => {
@@ -113,14 +134,7 @@ export class ImageMirror extends pulumi.ComponentResource {
             ? (args.sourcePasswords?.[fromHost] ??
               args.sourcePasswords?.[copy.source.split("/")[0]])
             : undefined;
-        const credentials = pulumi.secret(
-          pulumi
-            .all([fromPassword, args.mirrorPassword])
-            .apply(([fromValue, toValue]): CopyCredentials => ({
-              ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
-              ...(toValue !== undefined ? { toPassword: toValue } : {}),
-            })),
-        );
+        const credentials = sharedCredentials(fromPassword);
         const inputs: Omit<MirroredImageInputs, "credentials"> & {
           credentials: pulumi.Input<CopyCredentials>;
         } = {
@@ -145,23 +159,25 @@ export class ImageMirror extends pulumi.ComponentResource {
       Error.stackTraceLimit = stackTraceLimit;
     }
 
-    const lockedImages = pulumi
-      .all(images.map((image) => pulumi.all([image.source, image.digest])))
-      .apply((pairs) => pairs.map(([imageSource, digest]) => ({ source: imageSource, digest })));
+    // Source and mirror reference are known here; only the digests come from the copies.
+    const digests = pulumi.all(images.map((image) => image.digest));
+    const lockedImages = digests.apply((values) =>
+      plan.copies.map((copy, index) => ({ source: copy.source, digest: values[index] })),
+    );
     this.lock = lockedImages.apply((entries) => ({
       lockVersion: 1 as const,
       images: [...entries].sort((a, b) => (a.source < b.source ? -1 : 1)),
     }));
-    this.mapping = pulumi
-      .all(images.map((image) => pulumi.all([image.source, image.mirrorReference, image.digest])))
-      .apply((entries) =>
-        Object.fromEntries(
-          entries.map(([imageSource, reference, digest]) => [
-            imageSource,
-            reference.includes("@") ? reference : `${reference}@${digest}`,
-          ]),
-        ),
-      );
+    this.mapping = digests.apply((values) =>
+      Object.fromEntries(
+        plan.copies.map((copy, index) => [
+          copy.source,
+          copy.mirrorReference.includes("@")
+            ? copy.mirrorReference
+            : `${copy.mirrorReference}@${values[index]}`,
+        ]),
+      ),
+    );
 
     if (args.destination.kind === "archive") {
       new ArchiveLock(
