@@ -52,6 +52,8 @@ export interface StackConfig {
     sshPrivateKey?: pulumi.Output<string>;
     forbidFallback: boolean;
     caFile?: string;
+    /** The key `caFile` came from (nodesMirrorCaFile, else mirrorCaFile), for errors. */
+    caFileKey?: string;
   };
   conformance: {
     enabled: boolean;
@@ -154,6 +156,29 @@ function typedValue(fullKey: string, schema: ConfigKeySchema, raw: string): Scal
   }
 }
 
+/** Config namespaces the program's providers read (their keys are not this project's). */
+export const providerNamespaces = ["pulumi", "docker", "command", "kubernetes"];
+
+/**
+ * The key a `namespace:key` entry was probably meant to be, when its namespace is neither this
+ * project nor a provider's: a misspelt project name (`airgap-conformence:nodes`) or another name
+ * in front of one of this project's keys (`airgap:kubernetesVersion`). Pure.
+ */
+export function misprefixedKey(fullKey: string, schema: ProjectSchema): string | undefined {
+  const separator = fullKey.indexOf(":");
+  if (separator <= 0) return undefined;
+  const namespace = fullKey.slice(0, separator);
+  const key = fullKey.slice(separator + 1);
+  if (namespace === schema.project || providerNamespaces.includes(namespace)) return undefined;
+  const known = Object.keys(schema.keys);
+  const closeNamespace =
+    editDistance(namespace.toLowerCase(), schema.project.toLowerCase()) <=
+    Math.max(2, Math.floor(schema.project.length / 4));
+  const matching = known.includes(key) ? key : closestKey(key, known);
+  if (matching) return `${schema.project}:${matching}`;
+  return closeNamespace ? `${schema.project}:${key}` : undefined;
+}
+
 /**
  * Reads the raw stack config (`project:key` -> string, as Pulumi hands it to the program) into
  * typed values with defaults. Unknown keys of this project are errors with a suggestion, since a
@@ -167,7 +192,17 @@ export function readTypedConfig(
   const known = Object.keys(schema.keys);
   const values: Record<string, Scalar> = {};
   for (const [fullKey, value] of Object.entries(raw)) {
-    if (!fullKey.startsWith(prefix)) continue;
+    if (!fullKey.startsWith(prefix)) {
+      const intended = misprefixedKey(fullKey, schema);
+      if (intended) {
+        throw new ConfigError(
+          fullKey,
+          undefined,
+          `not a key of this project (${schema.project}) nor of a provider it uses (${providerNamespaces.join(", ")}), so it would be ignored; did you mean ${intended}?`,
+        );
+      }
+      continue;
+    }
     const key = fullKey.slice(prefix.length);
     const keySchema = schema.keys[key];
     if (!keySchema) {
@@ -388,6 +423,7 @@ export function buildStackConfig(
   const certificateFile = optionalString(values.registryTlsCertificateFile);
   const keyFile = optionalString(values.registryTlsKeyFile);
   const username = optionalString(values.registryUsername);
+  checkExportStack(values, key);
   return {
     dockerHost: optionalString(values.dockerHost),
     registry: {
@@ -430,11 +466,39 @@ export function buildStackConfig(
       sshPrivateKey: secrets.nodesSshPrivateKey,
       forbidFallback: values.nodesForbidFallback as boolean,
       caFile: optionalString(values.nodesMirrorCaFile) ?? optionalString(values.mirrorCaFile),
+      caFileKey: optionalString(values.nodesMirrorCaFile)
+        ? key("nodesMirrorCaFile")
+        : optionalString(values.mirrorCaFile)
+          ? key("mirrorCaFile")
+          : undefined,
     },
     conformance: buildConformanceConfig(values, key),
     images: buildImagesConfig(values, key, secrets),
     mirror: buildMirrorConfig(values, key, secrets),
   };
+}
+
+/**
+ * An export stack (imagesDestination archive) writes images to removable media on the connected
+ * side: no registry, no cluster. Said first, because the keys it needs are not the defaults.
+ */
+function checkExportStack(values: Record<string, Scalar>, key: (name: string) => string): void {
+  if (!(values.imagesEnabled as boolean) || values.imagesDestination !== "archive") return;
+  const example = "see Pulumi.export.yaml, the example export stack";
+  if (values.conformanceEnabled as boolean) {
+    throw new ConfigError(
+      key("conformanceEnabled"),
+      "true",
+      `false when imagesDestination is archive: the suite runs on the air-gapped side (${example})`,
+    );
+  }
+  if (values.registryEnabled as boolean) {
+    throw new ConfigError(
+      key("registryEnabled"),
+      "true",
+      `false when imagesDestination is archive: an export stack writes an archive, not a registry (${example})`,
+    );
+  }
 }
 
 function buildConformanceConfig(
@@ -586,13 +650,28 @@ function buildImagesConfig(
     listFiles: values.imagesListFiles as string[],
     conformanceImage: optionalString(values.imagesConformanceImage),
     resultsImage: values.imagesResultsImage as string,
-    platform: optionalString(values.imagesPlatform),
+    platform: imagesPlatform(values, key),
     platforms,
     source,
     sourcePassword: secrets.imagesSourcePassword,
     destination,
     archiveDirectory,
   };
+}
+
+function imagesPlatform(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+): string | undefined {
+  const platform = optionalString(values.imagesPlatform);
+  if (platform !== undefined && !platformPattern.test(platform)) {
+    throw new ConfigError(
+      key("imagesPlatform"),
+      platform,
+      "one platform as os/arch or os/arch/variant (e.g. linux/amd64, linux/arm64/v8), or empty for every platform of each image",
+    );
+  }
+  return platform;
 }
 
 function buildMirrorConfig(

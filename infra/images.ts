@@ -3,7 +3,13 @@ import { assembleImageSet, ImageSetError, type ImageSet } from "../core/images/i
 import { ImageListError } from "../core/images/list-file";
 import { UnknownKubernetesVersionError } from "../core/images/catalog";
 import { InvalidKubernetesVersionError } from "../core/images/kubernetes-version";
-import { planMirrorMapping } from "../core/images/mapping";
+import {
+  MirrorCollisionError,
+  MirrorMappingError,
+  planMirrorMapping,
+} from "../core/images/mapping";
+import { ArchiveError } from "../components/mirror/actions/archive";
+import { ImageCopyPlanError } from "../components/mirror/plan";
 import { ConfigError, type StackConfig } from "./config";
 
 /** Reads a list file named by config; the error names the key, the index and the path. */
@@ -48,16 +54,62 @@ export function imageSetForStack(
         conformanceImage: key("imagesConformanceImage"),
         resultsImage: key("imagesResultsImage"),
       };
-      throw new ConfigError(optionKeys[error.source] ?? error.source, undefined, error.message);
+      throw new ConfigError(optionKeys[error.source] ?? error.source, undefined, error.reason);
     }
     if (error instanceof ImageListError) {
       throw new ConfigError(key("imagesListFiles"), undefined, error.message);
     }
-    if (
-      error instanceof InvalidKubernetesVersionError ||
-      error instanceof UnknownKubernetesVersionError
-    ) {
+    if (error instanceof UnknownKubernetesVersionError) {
+      throw new ConfigError(
+        key("kubernetesVersion"),
+        config.kubernetesVersion,
+        `a version the shipped image catalog has (${error.knownVersions.join(", ")}). For ` +
+          `another version, write its image list on a connected machine ` +
+          `(scripts/regenerate-catalog.sh ${config.kubernetesVersion} kubernetes-v${config.kubernetesVersion}.txt, ` +
+          `or \`e2e.test --list-images\` from its conformance image), then set both ` +
+          `${key("imagesListFiles")} to that file and ${key("imagesIncludeCatalog")} to false`,
+      );
+    }
+    if (error instanceof InvalidKubernetesVersionError) {
       throw new ConfigError(key("kubernetesVersion"), config.kubernetesVersion, error.message);
+    }
+    throw error;
+  }
+}
+
+/**
+ * Runs `declare` (planning or declaring the mirror) and re-raises what the mirror reports about
+ * its arguments as a config error naming the stack key to change and how.
+ */
+export function withImageConfigKeys<T>(config: StackConfig, project: string, declare: () => T): T {
+  const key = (name: string) => `${project}:${name}`;
+  try {
+    return declare();
+  } catch (error) {
+    if (error instanceof MirrorCollisionError) {
+      const prefixes = { ...config.mirror.upstreamPrefixes, ...error.suggestedUpstreamPrefixes };
+      const entries = Object.entries(prefixes).map(([upstream, prefix]) => `${upstream}=${prefix}`);
+      throw new ConfigError(
+        key("mirrorUpstreamPrefixes"),
+        undefined,
+        `${error.described}. The mirror drops the upstream host from the path, so give the ` +
+          `colliding upstream its own path in the mirror: ${key("mirrorUpstreamPrefixes")}: ` +
+          `${JSON.stringify(entries)} (a list of upstream=prefix; the nodes are configured ` +
+          `for the prefix by the program)`,
+      );
+    }
+    if (error instanceof MirrorMappingError) {
+      throw new ConfigError(key("mirrorUpstreamPrefixes"), undefined, error.message);
+    }
+    if (error instanceof ArchiveError || error instanceof ImageCopyPlanError) {
+      if (config.images.source.kind === "archive") {
+        throw new ConfigError(
+          key("imagesArchiveDirectory"),
+          config.images.source.directory,
+          `an archive exported by an export stack (imagesDestination archive) with every image ` +
+            `of this stack: ${error.message}`,
+        );
+      }
     }
     throw error;
   }
@@ -73,9 +125,11 @@ export function upstreamsForStack(
   mirrorHost: string,
 ): { registry: string; pathPrefix?: string }[] {
   const imageSet = imageSetForStack(config, project);
-  const mapping = planMirrorMapping(
-    imageSet.images.map((image) => image.reference),
-    { mirrorHost, upstreamPrefixes: config.mirror.upstreamPrefixes },
+  const mapping = withImageConfigKeys(config, project, () =>
+    planMirrorMapping(
+      imageSet.images.map((image) => image.reference),
+      { mirrorHost, upstreamPrefixes: config.mirror.upstreamPrefixes },
+    ),
   );
   return mapping.upstreamRegistries.map((registry) => {
     const pathPrefix = config.mirror.upstreamPrefixes[registry];

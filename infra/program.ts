@@ -15,7 +15,7 @@ import {
   nodeArgConfigKeys,
   type StackConfig,
 } from "./config";
-import { imageSetForStack, upstreamsForStack } from "./images";
+import { imageSetForStack, upstreamsForStack, withImageConfigKeys } from "./images";
 
 /** Stack outputs of the program. */
 export interface ProgramOutputs {
@@ -167,24 +167,29 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     const { destination, password } = mirrorDestination(config, registry);
     const sourceRegistry =
       config.images.source.kind === "registry" ? config.images.source.access.host : undefined;
-    mirror = new ImageMirror(
-      "images",
-      {
-        images: imageSet.images.map((image) => image.canonical),
-        source: config.images.source,
-        destination,
-        mirrorPassword: password,
-        sourcePasswords:
-          sourceRegistry && config.images.sourcePassword
-            ? { [sourceRegistry]: config.images.sourcePassword }
-            : undefined,
-        upstreamPrefixes: config.mirror.upstreamPrefixes,
-        platform: config.images.platform,
-        platforms: config.images.platforms,
-        retries: config.mirror.retries,
-        deleteOnDestroy: config.mirror.deleteOnDestroy,
-      },
-      { dependsOn: registry ? [registry] : [] },
+    mirror = withImageConfigKeys(
+      config,
+      project,
+      () =>
+        new ImageMirror(
+          "images",
+          {
+            images: imageSet.images.map((image) => image.canonical),
+            source: config.images.source,
+            destination,
+            mirrorPassword: password,
+            sourcePasswords:
+              sourceRegistry && config.images.sourcePassword
+                ? { [sourceRegistry]: config.images.sourcePassword }
+                : undefined,
+            upstreamPrefixes: config.mirror.upstreamPrefixes,
+            platform: config.images.platform,
+            platforms: config.images.platforms,
+            retries: config.mirror.retries,
+            deleteOnDestroy: config.mirror.deleteOnDestroy,
+          },
+          { dependsOn: registry ? [registry] : [] },
+        ),
     );
     outputs.imageCount = mirror.imageCount;
     outputs.imageMapping = mirror.mapping;
@@ -255,7 +260,7 @@ function declareNodes(
       caCertificate = readFileSync(config.nodes.caFile, "utf8");
     } catch (error) {
       throw new ConfigError(
-        key("nodesMirrorCaFile"),
+        config.nodes.caFileKey ?? key("nodesMirrorCaFile"),
         config.nodes.caFile,
         `a readable PEM file (${(error as Error).message})`,
       );

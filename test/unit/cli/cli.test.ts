@@ -1,11 +1,80 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { runCli } from "../../../cli/airgap";
+import { commandHelp, runCli } from "../../../cli/airgap";
 import { renderRepoList } from "../../../core/images/repo-list";
 
 describe("offline CLI", function () {
+  const scratch: string[] = [];
+  const scratchDir = (prefix: string) => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+    scratch.push(dir);
+    return dir;
+  };
+  after(function () {
+    for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("--help, -h and help <command> print usage and exit 0", function () {
+    for (const argv of [["--help"], ["-h"], ["help"]]) {
+      const result = runCli(argv);
+      assert.equal(result.code, 0, argv.join(" "));
+      assert.match(result.stdout, /^usage: airgap <command>/);
+      for (const command of Object.keys(commandHelp)) {
+        assert.match(result.stdout, new RegExp(`^  ${command} `, "m"));
+      }
+    }
+    for (const command of ["images", "mapping", "render"]) {
+      for (const argv of [
+        [command, "--help"],
+        ["help", command],
+      ]) {
+        const result = runCli(argv);
+        assert.equal(result.code, 0, argv.join(" "));
+        assert.equal(result.stdout, `${commandHelp[command]}\n`);
+      }
+    }
+    assert.equal(runCli(["help", "frobnicate"]).code, 2);
+  });
+
+  it("every subcommand works on the export stack (no registry: archive names)", function () {
+    assert.equal(runCli(["images", "--stack", "export"]).code, 0);
+    const mapping = runCli(["mapping", "--stack", "export", "--json"]);
+    assert.equal(mapping.code, 0, mapping.stderr);
+    assert.equal(
+      (JSON.parse(mapping.stdout) as Record<string, string>)["registry.k8s.io/pause:3.10"],
+      "oci:/media/usb/airgap-images:registry.k8s.io/pause:3.10",
+    );
+    const out = scratchDir("render-");
+    const render = runCli(["render", "--stack", "export", "--out", out]);
+    assert.equal(render.code, 0, render.stderr);
+    assert.match(
+      readFileSync(path.join(out, "mapping.txt"), "utf8"),
+      /^registry\.k8s\.io\/pause:3\.10 oci:\/media\/usb\/airgap-images:registry\.k8s\.io\/pause:3\.10$/m,
+    );
+    assert.equal(existsSync(path.join(out, "repo-list.yaml")), false);
+  });
+
+  it("render names the CA key and writes nothing when a file is missing", function () {
+    const out = path.join(scratchDir("render-"), "out");
+    const result = runCli(["render", "--stack", "kubeadm", "--out", out]);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      /config airgap-conformance:mirrorCaFile: got "\/etc\/airgap\/ca\.crt"; allowed: a readable PEM file/,
+    );
+    assert.equal(existsSync(out), false);
+  });
+
+  it("names the config key when the mirror's address cannot be told", function () {
+    const dir = scratchDir("stack-");
+    const file = path.join(dir, "Pulumi.bare.yaml");
+    writeFileSync(file, "config:\n  airgap-conformance:kubernetesVersion: 1.31.4\n");
+    const result = runCli(["mapping", "--file", file]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /config airgap-conformance:registryAdvertisedEndpoint: /);
+  });
   it("lists the images of the dev stack with why each is there", function () {
     const result = runCli(["images", "--stack", "dev"]);
     assert.equal(result.code, 0, result.stderr);
@@ -29,7 +98,7 @@ describe("offline CLI", function () {
   });
 
   it("renders the repo list and lists for review", function () {
-    const out = mkdtempSync(path.join(os.tmpdir(), "render-"));
+    const out = scratchDir("render-");
     const result = runCli(["render", "--stack", "dev", "--out", out]);
     assert.equal(result.code, 0, result.stderr);
     assert.equal(
@@ -53,13 +122,15 @@ describe("offline CLI", function () {
 
   it("works for every example stack file", function () {
     for (const stack of ["dev", "export", "kubeadm", "k3s"]) {
-      const result = runCli(["images", "--stack", stack]);
-      assert.equal(result.code, 0, `${stack}: ${result.stderr}`);
+      for (const command of ["images", "mapping"]) {
+        const result = runCli([command, "--stack", stack]);
+        assert.equal(result.code, 0, `${command} ${stack}: ${result.stderr}`);
+      }
     }
   });
 
   it("names the stack file and the key for a bad stack", function () {
-    const dir = mkdtempSync(path.join(os.tmpdir(), "stack-"));
+    const dir = scratchDir("stack-");
     const file = path.join(dir, "Pulumi.bad.yaml");
     writeFileSync(
       file,

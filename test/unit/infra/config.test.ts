@@ -91,6 +91,8 @@ describe("stack config", function () {
           "airgap-conformance:imagesPlatforms": '["linux/amd64","linux/arm64"]',
           "airgap-conformance:imagesDestination": "archive",
           "airgap-conformance:imagesArchiveDirectory": "/srv/images",
+          "airgap-conformance:registryEnabled": "false",
+          "airgap-conformance:conformanceEnabled": "false",
         }),
       /config airgap-conformance:imagesPlatforms: .*when imagesDestination is archive/,
     );
