@@ -3,7 +3,7 @@ import { renderRepoList } from "../../core/images/repo-list";
 import { readLock, type LockDocument } from "./actions/archive";
 import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
 import { archiveLockProvider, mirroredImageProvider } from "./provider";
-import type { CopyCredentials, MirroredImageInputs } from "./provider-runtime";
+import type { CopyCredentials, MirroredImageInputs, PlatformBytes } from "./provider-runtime";
 
 export type { ImageDestination, ImageSource } from "./plan";
 export type { LockDocument } from "./actions/archive";
@@ -43,12 +43,14 @@ class MirroredImage extends pulumi.dynamic.Resource {
   declare public readonly digest: pulumi.Output<string>;
   declare public readonly source: pulumi.Output<string>;
   declare public readonly mirrorReference: pulumi.Output<string>;
+  /** With platforms chosen: bytes of every platform, of the chosen ones, and saved (known at preview). */
+  declare public readonly platformBytes: pulumi.Output<PlatformBytes | undefined>;
 
   constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
     super(
       mirroredImageProvider,
       name,
-      { ...inputs, digest: undefined },
+      { ...inputs, digest: undefined, platformBytes: undefined },
       opts,
       "mirror",
       "MirroredImage",
@@ -77,6 +79,11 @@ export class ImageMirror extends pulumi.ComponentResource {
   /** Upstream registries the images come from: each needs mirror configuration on the nodes. */
   public readonly upstreamRegistries: pulumi.Output<string[]>;
   public readonly imageCount: pulumi.Output<number>;
+  /**
+   * Bytes not copied because platforms were chosen (images whose size could be read); shown by
+   * a preview. 0 when every platform is copied.
+   */
+  public readonly platformBytesSaved: pulumi.Output<number>;
 
   constructor(name: string, args: ImageMirrorArgs, opts?: pulumi.ComponentResourceOptions) {
     super("airgap:mirror:ImageMirror", name, {}, opts);
@@ -196,12 +203,21 @@ export class ImageMirror extends pulumi.ComponentResource {
     }
     this.upstreamRegistries = pulumi.output([...plan.mapping.upstreamRegistries]);
     this.imageCount = pulumi.output(plan.copies.length);
+    const choosesPlatforms = plan.copies.some(
+      (copy) => copy.request.platform !== undefined || copy.request.platforms !== undefined,
+    );
+    this.platformBytesSaved = choosesPlatforms
+      ? pulumi
+          .all(images.map((image) => image.platformBytes))
+          .apply((entries) => entries.reduce((total, entry) => total + (entry?.saved ?? 0), 0))
+      : pulumi.output(0);
     this.registerOutputs({
       mapping: this.mapping,
       lock: this.lock,
       repoList: this.repoList,
       upstreamRegistries: this.upstreamRegistries,
       imageCount: this.imageCount,
+      platformBytesSaved: this.platformBytesSaved,
     });
   }
 }
