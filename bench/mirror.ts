@@ -97,13 +97,6 @@ async function floorCopy(
   let uploads = 0;
   let mounts = 0;
   const upload = async (repository: string, digest: string, location?: string) => {
-    const got = await request(
-      "GET",
-      `http://${from.endpoint}/v2/${repository}/blobs/${digest}`,
-      undefined,
-      {},
-      agent,
-    );
     if (location === undefined) {
       const started = await request(
         "POST",
@@ -116,14 +109,31 @@ async function floorCopy(
     }
     const url = new URL(location, `http://${to.endpoint}`);
     url.searchParams.set("digest", digest);
-    const put = await request(
-      "PUT",
-      url.toString(),
-      got.body,
-      { "Content-Type": "application/octet-stream" },
-      agent,
-    );
-    if (put.status !== 201) throw new Error(`blob PUT answered ${put.status}`);
+    // Streamed straight from the GET into the PUT, as a copier at the floor would.
+    const status = await new Promise<number>((resolve, reject) => {
+      http
+        .get(`http://${from.endpoint}/v2/${repository}/blobs/${digest}`, { agent }, (got) => {
+          const put = http.request(
+            url,
+            {
+              method: "PUT",
+              agent,
+              headers: {
+                "Content-Type": "application/octet-stream",
+                "Content-Length": String(got.headers["content-length"]),
+              },
+            },
+            (answer) => {
+              answer.resume();
+              answer.on("end", () => resolve(answer.statusCode ?? 0));
+            },
+          );
+          put.on("error", reject);
+          got.pipe(put);
+        })
+        .on("error", reject);
+    });
+    if (status !== 201) throw new Error(`blob PUT answered ${status}`);
     uploads++;
   };
   await mapWithConcurrency(images, engineParallelism, async ({ repository, tag, image }) => {

@@ -27,6 +27,8 @@ export interface ProgramOutputs {
   imageCount?: pulumi.Output<number>;
   imageMapping?: pulumi.Output<Record<string, string>>;
   imageLock?: pulumi.Output<LockDocument>;
+  /** Bytes not copied because platforms were chosen (imagesPlatform/imagesPlatforms). */
+  imagesPlatformBytesSaved?: pulumi.Output<number>;
   repoList?: pulumi.Output<string | undefined>;
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
@@ -194,6 +196,10 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     outputs.imageCount = mirror.imageCount;
     outputs.imageMapping = mirror.mapping;
     outputs.imageLock = mirror.lock;
+    if (config.images.platform !== undefined || config.images.platforms.length > 0) {
+      // Known at preview: what choosing platforms leaves out.
+      outputs.imagesPlatformBytesSaved = mirror.platformBytesSaved;
+    }
     outputs.repoList = mirror.repoList;
     outputs.upstreamRegistries = mirror.upstreamRegistries;
     outputs.unmirrorableImages = imageSet.unmirrorable.map((image) => ({

@@ -11,7 +11,7 @@ import {
   type CopyReport,
   type TransferPlan,
 } from "./progress";
-import type { CopyCredentials, MirroredImageInputs } from "./provider-runtime";
+import type { CopyCredentials, MirroredImageInputs, PlatformBytes } from "./provider-runtime";
 
 export type { ImageDestination, ImageSource } from "./plan";
 export type { LockDocument } from "./actions/archive";
@@ -64,12 +64,14 @@ class MirroredImage extends pulumi.dynamic.Resource {
   declare public readonly source: pulumi.Output<string>;
   declare public readonly mirrorReference: pulumi.Output<string>;
   declare public readonly lastCopy: pulumi.Output<CopyReport | undefined>;
+  /** With platforms chosen: bytes of every platform, of the chosen ones, and saved (known at preview). */
+  declare public readonly platformBytes: pulumi.Output<PlatformBytes | undefined>;
 
   constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
     super(
       mirroredImageProvider,
       name,
-      { ...inputs, digest: undefined, lastCopy: undefined },
+      { ...inputs, digest: undefined, lastCopy: undefined, platformBytes: undefined },
       opts,
       "mirror",
       "MirroredImage",
@@ -100,6 +102,11 @@ export class ImageMirror extends pulumi.ComponentResource {
   public readonly imageCount: pulumi.Output<number>;
   /** Before copying: images already in the destination, images to copy and their bytes. */
   public readonly transferPlan: pulumi.Output<TransferPlan>;
+  /**
+   * Bytes not copied because platforms were chosen (images whose size could be read); shown by
+   * a preview. 0 when every platform is copied.
+   */
+  public readonly platformBytesSaved: pulumi.Output<number>;
 
   constructor(name: string, args: ImageMirrorArgs, opts?: pulumi.ComponentResourceOptions) {
     super("airgap:mirror:ImageMirror", name, {}, opts);
@@ -126,6 +133,27 @@ export class ImageMirror extends pulumi.ComponentResource {
     // own are not needed (the engine keeps the innermost user frame as the resource's position).
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = Math.min(stackTraceLimit, 6);
+    // One credentials output per source password, shared by the images that use it: hundreds of
+    // images come from a handful of registries.
+    const credentialsFor = new Map<
+      pulumi.Input<string> | undefined,
+      pulumi.Output<CopyCredentials>
+    >();
+    const sharedCredentials = (fromPassword: pulumi.Input<string> | undefined) => {
+      let credentials = credentialsFor.get(fromPassword);
+      if (!credentials) {
+        credentials = pulumi.secret(
+          pulumi
+            .all([fromPassword, args.mirrorPassword])
+            .apply(([fromValue, toValue]): CopyCredentials => ({
+              ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
+              ...(toValue !== undefined ? { toPassword: toValue } : {}),
+            })),
+        );
+        credentialsFor.set(fromPassword, credentials);
+      }
+      return credentials;
+    };
     let images: MirroredImage[];
     try {
       images = plan.copies.map((copy) => {
@@ -136,14 +164,7 @@ export class ImageMirror extends pulumi.ComponentResource {
             ? (args.sourcePasswords?.[fromHost] ??
               args.sourcePasswords?.[copy.source.split("/")[0]])
             : undefined;
-        const credentials = pulumi.secret(
-          pulumi
-            .all([fromPassword, args.mirrorPassword])
-            .apply(([fromValue, toValue]): CopyCredentials => ({
-              ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
-              ...(toValue !== undefined ? { toPassword: toValue } : {}),
-            })),
-        );
+        const credentials = sharedCredentials(fromPassword);
         const inputs: Omit<MirroredImageInputs, "credentials"> & {
           credentials: pulumi.Input<CopyCredentials>;
         } = {
@@ -168,23 +189,25 @@ export class ImageMirror extends pulumi.ComponentResource {
       Error.stackTraceLimit = stackTraceLimit;
     }
 
-    const lockedImages = pulumi
-      .all(images.map((image) => pulumi.all([image.source, image.digest])))
-      .apply((pairs) => pairs.map(([imageSource, digest]) => ({ source: imageSource, digest })));
+    // Source and mirror reference are known here; only the digests come from the copies.
+    const digests = pulumi.all(images.map((image) => image.digest));
+    const lockedImages = digests.apply((values) =>
+      plan.copies.map((copy, index) => ({ source: copy.source, digest: values[index] })),
+    );
     this.lock = lockedImages.apply((entries) => ({
       lockVersion: 1 as const,
       images: [...entries].sort((a, b) => (a.source < b.source ? -1 : 1)),
     }));
-    this.mapping = pulumi
-      .all(images.map((image) => pulumi.all([image.source, image.mirrorReference, image.digest])))
-      .apply((entries) =>
-        Object.fromEntries(
-          entries.map(([imageSource, reference, digest]) => [
-            imageSource,
-            reference.includes("@") ? reference : `${reference}@${digest}`,
-          ]),
-        ),
-      );
+    this.mapping = digests.apply((values) =>
+      Object.fromEntries(
+        plan.copies.map((copy, index) => [
+          copy.source,
+          copy.mirrorReference.includes("@")
+            ? copy.mirrorReference
+            : `${copy.mirrorReference}@${values[index]}`,
+        ]),
+      ),
+    );
 
     if (args.destination.kind === "archive") {
       new ArchiveLock(
@@ -236,6 +259,14 @@ export class ImageMirror extends pulumi.ComponentResource {
         .all(images.map((image) => image.lastCopy))
         .apply((reports) => pulumi.log.info(transferSummaryLine(reports, updateStartedAt), this));
     }
+    const choosesPlatforms = plan.copies.some(
+      (copy) => copy.request.platform !== undefined || copy.request.platforms !== undefined,
+    );
+    this.platformBytesSaved = choosesPlatforms
+      ? pulumi
+          .all(images.map((image) => image.platformBytes))
+          .apply((entries) => entries.reduce((total, entry) => total + (entry?.saved ?? 0), 0))
+      : pulumi.output(0);
     this.registerOutputs({
       transferPlan: this.transferPlan,
       mapping: this.mapping,
@@ -243,6 +274,7 @@ export class ImageMirror extends pulumi.ComponentResource {
       repoList: this.repoList,
       upstreamRegistries: this.upstreamRegistries,
       imageCount: this.imageCount,
+      platformBytesSaved: this.platformBytesSaved,
     });
   }
 }

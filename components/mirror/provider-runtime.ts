@@ -12,6 +12,7 @@ import { RegistryRequestError, sharedRegistryClient } from "./actions/registry-c
 import {
   copyRegistryImage,
   emptyCopyStats,
+  platformBytes,
   UnsupportedByCopierError,
   type RegistryCopyStats,
 } from "./actions/registry-copy";
@@ -45,6 +46,21 @@ export interface MirroredImageInputs {
   /** Delete the manifest from the registry when the resource is deleted. */
   deleteOnDestroy: boolean;
   credentials: CopyCredentials;
+}
+
+/** Bytes of an image's platforms, read at preview when platforms are chosen. */
+export interface PlatformBytes {
+  /** Every platform of the index. */
+  all: number;
+  /** The chosen platforms: what is copied. */
+  chosen: number;
+  /** What choosing platforms saves: all - chosen. */
+  saved: number;
+}
+
+/** Inputs after `check`: the same, plus the platform bytes when platforms are chosen. */
+export interface CheckedMirroredImageInputs extends MirroredImageInputs {
+  platformBytes?: PlatformBytes;
 }
 
 export interface MirroredImageOutputs extends MirroredImageInputs {
@@ -196,6 +212,33 @@ function isAuthStatus(status: number): boolean {
 
 /** The provider behind each mirrored image. */
 export const mirroredImageRuntime: pulumi.dynamic.ResourceProvider = {
+  /**
+   * Runs at preview too: with platforms chosen, records how many bytes the image's platforms
+   * take and how many choosing saves, so the preview shows it. Read once per image (carried over
+   * while the image stays the same); a source that cannot be read now leaves it out (the copy
+   * reports why).
+   */
+  async check(olds: Partial<CheckedMirroredImageInputs>, news: MirroredImageInputs) {
+    const chosen = news.request.platforms ?? (news.request.platform ? [news.request.platform] : []);
+    if (chosen.length === 0) return { inputs: news };
+    const same =
+      olds.request !== undefined && replacementKeys(olds as MirroredImageInputs, news).length === 0;
+    if (same && olds.platformBytes)
+      return { inputs: { ...news, platformBytes: olds.platformBytes } };
+    let bytes: { all: number; chosen: number } | undefined;
+    try {
+      bytes = await platformBytes(requestWithCredentials(news.request, news.credentials));
+    } catch {
+      bytes = undefined;
+    }
+    if (!bytes) return { inputs: news };
+    const checked: CheckedMirroredImageInputs = {
+      ...news,
+      platformBytes: { ...bytes, saved: bytes.all - bytes.chosen },
+    };
+    return { inputs: checked };
+  },
+
   async create(inputs: MirroredImageInputs) {
     const outs = await performCopy(inputs);
     return { id: `${inputs.mirrorReference}@${outs.digest}`, outs };

@@ -12,6 +12,12 @@ import {
 } from "../../components/mirror/actions/registry-copy";
 import { ImageCopyError, type CopyRequest } from "../../components/mirror/actions/skopeo";
 import { planImageCopies } from "../../components/mirror/plan";
+import { mirroredImageProvider } from "../../components/mirror/provider";
+import type {
+  CheckedMirroredImageInputs,
+  MirroredImageInputs,
+} from "../../components/mirror/provider-runtime";
+import { callProvider, serializeProvider } from "../lab/dynamic-provider";
 import { docker } from "../lab/engine";
 import { run } from "../lab/exec";
 import { labDir } from "../lab/paths";
@@ -200,6 +206,47 @@ describe("the in-process registry copier against real registries", function () {
         return true;
       },
     );
+  });
+
+  it("shows at preview (the provider's check) how many bytes the chosen platforms save", async function () {
+    const providerFile = await serializeProvider("copier-check", mirroredImageProvider);
+    const [copy] = plan(mirror, [busybox], ["linux/arm64"]).copies;
+    const inputs: MirroredImageInputs = {
+      source: copy.source,
+      request: copy.request,
+      mirrorReference: copy.mirrorReference,
+      retries: 0,
+      deleteOnDestroy: false,
+      credentials: {},
+    };
+    const checked = await callProvider<{ inputs: CheckedMirroredImageInputs }>(
+      providerFile,
+      "check",
+      [{}, inputs],
+    );
+    const bytes = checked.inputs.platformBytes!;
+    assert.ok(bytes.saved > 0 && bytes.chosen > 0, JSON.stringify(bytes));
+    assert.equal(bytes.chosen + bytes.saved, bytes.all);
+    // Once recorded, it is carried over without reading the source again.
+    const unreachable = {
+      ...inputs,
+      request: {
+        ...inputs.request,
+        from: { ...inputs.request.from, access: { host: "127.0.0.1:9", scheme: "http" } },
+      },
+    } as MirroredImageInputs;
+    const again = await callProvider<{ inputs: CheckedMirroredImageInputs }>(
+      providerFile,
+      "check",
+      [checked.inputs, unreachable],
+    );
+    assert.deepEqual(again.inputs.platformBytes, bytes);
+    const whole = await callProvider<{ inputs: CheckedMirroredImageInputs }>(
+      providerFile,
+      "check",
+      [{}, { ...inputs, request: plan(mirror, [busybox]).copies[0].request }],
+    );
+    assert.equal(whole.inputs.platformBytes, undefined);
   });
 
   it("keeps the whole index of a tag+digest reference when platforms are chosen", async function () {

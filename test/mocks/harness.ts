@@ -90,8 +90,16 @@ function computedState(args: pulumi.runtime.MockResourceArgs): Record<string, un
     return { name: args.inputs.name, exitCode: 0 };
   }
   if (args.type === "pulumi-nodejs:dynamic/mirror:MirroredImage") {
-    // A stable fake digest per image, as the copy would report it.
-    return { digest: fakeDigest(String(args.inputs.source)) };
+    // A stable fake digest per image, as the copy would report it; with platforms chosen, the
+    // sizes the provider's check reads at preview (3 platforms of 100 bytes each).
+    const request = args.inputs.request as { platform?: string; platforms?: string[] };
+    const chosen = request.platforms?.length ?? (request.platform ? 1 : 0);
+    return {
+      digest: fakeDigest(String(args.inputs.source)),
+      ...(chosen > 0
+        ? { platformBytes: { all: 300, chosen: chosen * 100, saved: 300 - chosen * 100 } }
+        : {}),
+    };
   }
   if (args.type === "command:local:Command" || args.type === "command:remote:Command") {
     return { stdout: "", stderr: "" };

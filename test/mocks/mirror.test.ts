@@ -175,6 +175,26 @@ describe("ImageMirror (mocks)", function () {
     });
   });
 
+  it("chooses platforms for tags, keeps digest-pinned indexes whole, and sums the bytes saved", async function () {
+    const pinned = `registry.k8s.io/etcd:3.5.15-0@${fakeDigest("etcd")}`;
+    const mirror = new ImageMirror(
+      "platforms",
+      registryArgs([...images, pinned], { platforms: ["linux/amd64", "linux/arm64"] }),
+    );
+    assert.equal(await valueOf(mirror.platformBytesSaved), 3 * 100);
+    await settle();
+    const declared = declaredImages("platforms") as Map<
+      string,
+      { request: { platforms?: string[] } }
+    >;
+    assert.deepEqual(declared.get(pinned)?.request.platforms, undefined);
+    for (const image of images) {
+      assert.deepEqual(declared.get(image)?.request.platforms, ["linux/amd64", "linux/arm64"]);
+    }
+    const everything = new ImageMirror("all-platforms", registryArgs(images));
+    assert.equal(await valueOf(everything.platformBytesSaved), 0);
+  });
+
   describe("bad input fails before anything is created", function () {
     const archiveWithoutLock = scratchDir("no-lock-");
     const cases: Array<[string, ImageMirrorArgs, RegExp]> = [
