@@ -37,6 +37,7 @@ export interface ProgramOutputs {
   conformanceSkipped?: pulumi.Output<number>;
   conformanceTotal?: pulumi.Output<number>;
   conformanceFailedTests?: pulumi.Output<string[]>;
+  conformanceFailures?: pulumi.Output<Array<{ name: string; state: string; message: string }>>;
   conformanceResultsDirectory?: pulumi.Output<string>;
   conformanceImage?: pulumi.Output<string>;
   imageCatalog?: {
@@ -221,6 +222,7 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     outputs.conformanceSkipped = run.skipped;
     outputs.conformanceTotal = run.total;
     outputs.conformanceFailedTests = run.failedTests;
+    outputs.conformanceFailures = run.failures;
     outputs.conformanceResultsDirectory = run.resultsDirectory;
     outputs.conformanceImage = run.conformanceImage;
   }
@@ -357,6 +359,7 @@ function declareConformanceRun(
           imageListFiles: config.images.listFiles,
           resultsDirectory: config.conformance.resultsDirectory,
           failOnTestFailures: config.conformance.failOnTestFailures,
+          failOnNoTests: config.conformance.failOnNoTests,
           timeoutMinutes: config.conformance.timeoutMinutes,
           startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
         },

@@ -99,8 +99,10 @@ export interface ConformanceRunArgs {
   readonly imageListFiles?: string[];
   /** Where results go: `<resultsDirectory>/<stack>/<runId>/`. Default `./conformance-results`. */
   readonly resultsDirectory?: string;
-  /** Fail `pulumi up` when a test fails or none ran. Default true; results are kept either way. */
+  /** Fail `pulumi up` when a spec or a suite node fails. Default true; results are kept either way. */
   readonly failOnTestFailures?: boolean;
+  /** Fail `pulumi up` when no spec ran (a focus that matches nothing). Default true. */
+  readonly failOnNoTests?: boolean;
   /** The whole run's limit. Default 360 minutes. */
   readonly timeoutMinutes?: number;
   /** Limit for the pod to start (scheduling, image pulls). Default 10 minutes. */
@@ -179,6 +181,11 @@ export class ConformanceRun extends pulumi.ComponentResource {
   public readonly total: pulumi.Output<number>;
   public readonly durationSeconds: pulumi.Output<number>;
   public readonly failedTests: pulumi.Output<string[]>;
+  /**
+   * Each failed spec and failed suite node with the first lines of its failure message
+   * (`state` is Ginkgo's: failed, timedout, panicked, ...).
+   */
+  public readonly failures: pulumi.Output<Array<{ name: string; state: string; message: string }>>;
   /** Directory holding e2e.log, junit_01.xml and report.json of this run. */
   public readonly resultsDirectory: pulumi.Output<string>;
   /** The conformance image as the pod pulls it (from the mirror). */
@@ -254,6 +261,7 @@ export class ConformanceRun extends pulumi.ComponentResource {
       progressIntervalSeconds: args.progressIntervalSeconds,
       pollIntervalSeconds: args.pollIntervalSeconds,
       failOnTestFailures: args.failOnTestFailures,
+      failOnNoTests: args.failOnNoTests,
     });
     const warnAbout = (plan: ConformanceRunPlan) => {
       for (const warning of plan.warnings)
@@ -418,6 +426,9 @@ export class ConformanceRun extends pulumi.ComponentResource {
     this.total = report.apply((r) => r?.total ?? 0);
     this.durationSeconds = report.apply((r) => r?.durationSeconds ?? 0);
     this.failedTests = report.apply((r) => [...(r?.failedTests ?? [])]);
+    this.failures = report.apply((r) =>
+      [...(r?.suiteFailures ?? []), ...(r?.failures ?? [])].map((f) => ({ ...f })),
+    );
     this.resultsDirectory = plan.apply((p) => p.resultsDirectory);
     this.conformanceImage = plan.apply((p) => p.conformanceImage.mirrorReference);
     this.kubernetesVersion = plan.apply((p) => p.kubernetesVersion);
@@ -431,6 +442,7 @@ export class ConformanceRun extends pulumi.ComponentResource {
       total: this.total,
       durationSeconds: this.durationSeconds,
       failedTests: this.failedTests,
+      failures: this.failures,
       resultsDirectory: this.resultsDirectory,
       conformanceImage: this.conformanceImage,
       kubernetesVersion: this.kubernetesVersion,

@@ -77,6 +77,8 @@ export interface ConformanceRunInput {
   /** How often the pod is polled; tests shorten it. Default 10. */
   readonly pollIntervalSeconds?: number;
   readonly failOnTestFailures?: boolean;
+  /** Fail when no spec ran (e.g. a focus that matches nothing). Default true. */
+  readonly failOnNoTests?: boolean;
   /** Override of the catalog data directory (tests). */
   readonly catalogDirectory?: string;
 }
@@ -132,12 +134,19 @@ export interface ConformanceRunPlan {
   };
   readonly resultsDirectory: string;
   readonly timeouts: {
+    /** The run's own limit: at this point the pod is deleted and partial results kept. */
     readonly runSeconds: number;
+    /**
+     * The suite's own limit (ginkgo `--timeout`), shorter than runSeconds so the suite ends
+     * itself, cleans up and writes junit_01.xml before the run's limit.
+     */
+    readonly suiteSeconds: number;
     readonly startupSeconds: number;
     readonly progressSeconds: number;
     readonly pollSeconds: number;
   };
   readonly failOnTestFailures: boolean;
+  readonly failOnNoTests: boolean;
 }
 
 /** Default focus: the conformance specs. */
@@ -161,6 +170,7 @@ const MANAGED_GINKGO_FLAGS: Readonly<Record<string, string>> = {
   "--nodes": "parallelism",
   "--dry-run": "dryRun",
   "--dryRun": "dryRun",
+  "--timeout": "timeoutMinutes",
 };
 const MANAGED_E2E_FLAGS: Readonly<Record<string, string>> = {
   "--v": "verbosity",
@@ -173,6 +183,16 @@ const MANAGED_E2E_FLAGS: Readonly<Record<string, string>> = {
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const RUN_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const POD_NAME_PREFIX = "e2e-conformance-";
+
+/**
+ * The suite's ginkgo timeout for a run limit: a margin of 5% (at least 2, at most 15 minutes)
+ * for the suite to interrupt its running specs, clean up and write its report, and never less
+ * than half the run's limit.
+ */
+export function suiteTimeoutSeconds(runSeconds: number): number {
+  const margin = Math.min(15 * 60, Math.max(2 * 60, Math.round(runSeconds * 0.05)));
+  return Math.max(Math.ceil(runSeconds / 2), runSeconds - margin);
+}
 
 function positiveInteger(arg: string, value: number | undefined, fallback: number, max: number) {
   const chosen = value ?? fallback;
@@ -397,6 +417,7 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
     );
   }
 
+  const runSeconds = 60 * positiveInteger("timeoutMinutes", input.timeoutMinutes, 360, 7 * 24 * 60);
   return {
     kubernetesVersion: `v${version.major}.${version.minor}${version.patch === undefined ? "" : `.${version.patch}`}`,
     minorVersion: version.minorVersion,
@@ -429,7 +450,8 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
     },
     resultsDirectory: path.join(input.resultsDirectory, input.stack, runId),
     timeouts: {
-      runSeconds: 60 * positiveInteger("timeoutMinutes", input.timeoutMinutes, 360, 7 * 24 * 60),
+      runSeconds,
+      suiteSeconds: suiteTimeoutSeconds(runSeconds),
       startupSeconds:
         60 * positiveInteger("startupTimeoutMinutes", input.startupTimeoutMinutes, 10, 24 * 60),
       progressSeconds: positiveInteger(
@@ -441,5 +463,6 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
       pollSeconds: positiveInteger("pollIntervalSeconds", input.pollIntervalSeconds, 10, 600),
     },
     failOnTestFailures: input.failOnTestFailures ?? true,
+    failOnNoTests: input.failOnNoTests ?? true,
   };
 }
