@@ -278,7 +278,11 @@ function declareNodes(
             runtime: node.runtime as RuntimeFlavour,
             access:
               node.access.kind === "ssh"
-                ? { ...node.access, privateKey: config.nodes.sshPrivateKey! }
+                ? {
+                    ...node.access,
+                    ...node.hostKeyCheck,
+                    privateKey: config.nodes.sshPrivateKey!,
+                  }
                 : node.access,
           })),
           mirror: {

@@ -7,6 +7,7 @@ import {
   renderNodeScript,
 } from "../../core/nodes";
 import {
+  NodeRegistryArgsError,
   type NodeReport,
   type ResolvedNode,
   nodeReport,
@@ -27,6 +28,14 @@ export interface NodeSshAccess {
   readonly privateKey: pulumi.Input<string>;
   /** Run the script with `sudo -n`. Default: true unless the user is root. */
   readonly sudo?: boolean;
+  /**
+   * The node's SSH host key as `ssh-keyscan` prints it after the host name
+   * (`ssh-ed25519 AAAA...`): the connection is refused when the node presents another key.
+   * Required unless `skipHostKeyCheck` is true.
+   */
+  readonly hostKey?: pulumi.Input<string>;
+  /** Connect without checking the host key (a lab, a throwaway cluster). Default false. */
+  readonly skipHostKeyCheck?: boolean;
 }
 
 /** Reach a node with `docker exec` on the machine running Pulumi (kind nodes). */
@@ -175,6 +184,12 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
       };
       if (node.access.kind === "ssh") {
         const access = args.nodes[index].access as NodeSshAccess;
+        if (access.hostKey === undefined && access.skipHostKeyCheck !== true) {
+          throw new NodeRegistryArgsError(
+            `nodes[${index}].access.hostKey`,
+            `ssh node ${node.name} (${node.access.host}) needs its host key (as ssh-keyscan prints it), or skipHostKeyCheck: true to connect without checking it`,
+          );
+        }
         commands.push(
           new command.remote.Command(
             childName,
@@ -184,10 +199,14 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
                 port: node.access.port,
                 user: node.access.user,
                 privateKey: pulumi.secret(access.privateKey),
+                ...(access.hostKey === undefined ? {} : { hostKey: access.hostKey }),
               },
               create: node.commands.create,
               delete: node.commands.delete,
               stdin: script,
+              // A script carrying the mirror password keeps its stdout out of the engine's log;
+              // stderr (progress and errors) is still shown.
+              logging: password !== undefined && node.plan.secret ? "stderr" : "stdoutAndStderr",
               triggers: [node.access.host, node.access.port, node.access.user],
             },
             childOpts,

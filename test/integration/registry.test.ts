@@ -4,7 +4,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import * as path from "node:path";
 import * as tls from "node:tls";
-import { dockerLoadEnvironment, dockerLoadScript } from "../../components/registry/image-load";
+import {
+  dockerLoadEnvironment,
+  dockerLoadScript,
+  dockerUnloadScript,
+  loadedMarker,
+} from "../../components/registry/image-load";
 import { assertHostPortUsable } from "../../components/registry/port-check";
 import { docker } from "../lab/engine";
 import { run, runShell } from "../lab/exec";
@@ -213,6 +218,41 @@ describe("registry image load from a tar (docker load action)", function () {
     });
     const inspected = await docker.getImage(loadedTag).inspect();
     assert.ok(inspected.Id.startsWith("sha256:"));
+  });
+
+  it("destroy removes the image it loaded, and only that image", async function () {
+    await run("docker", ["rmi", loadedTag], { allowFailure: true });
+    const environment = dockerLoadEnvironment({ imageTar: tarFile, image: loadedTag });
+    const loaded = await runShell(dockerLoadScript, { env: environment });
+    const id = (await docker.getImage(loadedTag).inspect()).Id;
+    assert.equal(loaded.stdout.trim(), `${loadedMarker} ${loadedTag} ${id}`);
+
+    // Loaded again while present (a second up): nothing is recorded, destroy keeps the image.
+    const again = await runShell(dockerLoadScript, { env: environment });
+    assert.equal(again.stdout.trim(), "");
+    await runShell(dockerUnloadScript, {
+      env: { ...environment, PULUMI_COMMAND_STDOUT: again.stdout },
+    });
+    assert.equal((await docker.getImage(loadedTag).inspect()).Id, id);
+
+    // The tag now names another image (a newer tar): destroy leaves it alone.
+    const emptyTar = path.join(path.dirname(tarFile), "empty.tar");
+    await run("tar", ["-cf", emptyTar, "--files-from", "/dev/null"]);
+    await run("docker", ["import", emptyTar, loadedTag]);
+    const retagged = (await docker.getImage(loadedTag).inspect()).Id;
+    assert.notEqual(retagged, id);
+    await runShell(dockerUnloadScript, {
+      env: { ...environment, PULUMI_COMMAND_STDOUT: loaded.stdout },
+    });
+    assert.equal((await docker.getImage(loadedTag).inspect()).Id, retagged);
+    await run("docker", ["rmi", loadedTag]);
+    await runShell(dockerLoadScript, { env: environment });
+
+    // The stack loaded it: destroy removes it.
+    await runShell(dockerUnloadScript, {
+      env: { ...environment, PULUMI_COMMAND_STDOUT: loaded.stdout },
+    });
+    await assert.rejects(docker.getImage(loadedTag).inspect(), /no such image/i);
   });
 
   it("fails, naming the tar and the image, when the tar lacks the image", async function () {

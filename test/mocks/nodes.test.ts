@@ -14,6 +14,7 @@ const caPem = readFileSync(path.resolve(__dirname, "..", "fixtures", "registry.c
 const privateKey =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-key-never-in-plain-text\n-----END OPENSSH PRIVATE KEY-----\n";
 const password = "mock-mirror-password-never-in-plain-text";
+const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMTGdvLmgDPZ/nmBIl3MR5RS9lHoEVuY6hm/arU7AM5U";
 
 const componentType = "airgap:nodes:NodeRegistryConfig";
 const remoteType = "command:remote:Command";
@@ -24,7 +25,12 @@ function sshNode(
   address: string,
   runtime: NodeRegistryNode["runtime"] = "containerd",
 ): NodeRegistryNode {
-  return { name, address, runtime, access: { kind: "ssh", privateKey: pulumi.secret(privateKey) } };
+  return {
+    name,
+    address,
+    runtime,
+    access: { kind: "ssh", privateKey: pulumi.secret(privateKey), hostKey },
+  };
 }
 
 const mirror = { endpoint: "registry.lab:5443", scheme: "https" as const, caCertificate: caPem };
@@ -113,6 +119,7 @@ describe("NodeRegistryConfig (mocks)", function () {
       assert.equal(connection.port, 22);
       assert.equal(connection.user, "root");
       assert.equal(connection.privateKey, privateKey);
+      assert.equal(connection.hostKey, hostKey, "the node's host key is checked on connect");
       assert.ok(
         worker1.secretPaths.some((secretPath) => /^connection(\.privateKey)?$/.test(secretPath)),
         `secret paths: ${worker1.secretPaths.join(", ")}`,
@@ -122,6 +129,7 @@ describe("NodeRegistryConfig (mocks)", function () {
         "a script without a password stays readable",
       );
       assert.deepEqual(worker1.inputs.triggers, ["10.0.0.11", 22, "root"]);
+      assert.equal(worker1.inputs.logging, "stdoutAndStderr");
       const kind = child("cluster", "kind-control-plane");
       assert.deepEqual(kind.secretPaths, []);
     });
@@ -189,6 +197,7 @@ describe("NodeRegistryConfig (mocks)", function () {
               user: "admin",
               port: 2222,
               privateKey: pulumi.secret(privateKey),
+              skipHostKeyCheck: true,
             },
           },
         ],
@@ -209,6 +218,14 @@ describe("NodeRegistryConfig (mocks)", function () {
       );
       assert.equal(server.inputs.create, "sudo -n sh -s apply");
       assert.equal((server.inputs.connection as { port: number }).port, 2222);
+      assert.equal(
+        (server.inputs.connection as { hostKey?: string }).hostKey,
+        undefined,
+        "skipHostKeyCheck: no host key is sent",
+      );
+      // The script's stdout stays out of the engine's log; progress and errors still show.
+      assert.equal(server.inputs.logging, "stderr");
+      assert.equal(child("k3s", "server-1").inputs.logging, "stderr");
     });
 
     it("never puts the password in a command line, a trigger or in clear text anywhere", function () {
@@ -286,6 +303,20 @@ describe("NodeRegistryConfig (mocks)", function () {
           ],
         },
         /nodes\[0\]\.access\.privateKey: an ssh node needs a private key/,
+      ],
+      [
+        "ssh node without a host key",
+        {
+          nodes: [
+            {
+              name: "n1",
+              address: "10.0.0.1",
+              runtime: "containerd",
+              access: { kind: "ssh", privateKey: "key" },
+            },
+          ],
+        },
+        /nodes\[0\]\.access\.hostKey: ssh node n1 \(10\.0\.0\.1\) needs its host key .*skipHostKeyCheck: true/,
       ],
       [
         "hosts flavour on a non-standard port",
