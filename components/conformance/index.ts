@@ -99,6 +99,11 @@ export interface ConformanceRunArgs {
   readonly extraImages?: string[];
   /** `e2e.test --list-images` outputs to use with or instead of the shipped catalog. */
   readonly imageListFiles?: string[];
+  /**
+   * The suite's images as the conformance image's own `e2e.test --list-images` printed them;
+   * when given, the shipped catalog is not used.
+   */
+  readonly e2eImages?: string[];
   /** Where results go: `<resultsDirectory>/<stack>/<runId>/`. Default `./conformance-results`. */
   readonly resultsDirectory?: string;
   /** Fail `pulumi up` when a spec or a suite node fails. Default true; results are kept either way. */
@@ -329,6 +334,7 @@ export class ConformanceRun extends pulumi.ComponentResource {
       resultsImage: args.resultsImage,
       extraImages: args.extraImages,
       imageListFiles,
+      e2eImages: args.e2eImages,
       kubeconfig,
       context,
       kubectl: args.kubectl,

@@ -65,6 +65,11 @@ export interface ConformanceRunInput {
   readonly resultsImage?: string;
   readonly extraImages?: readonly string[];
   readonly imageListFiles?: readonly NamedImageList[];
+  /**
+   * The suite's images as the conformance image's e2e.test listed them; replaces the shipped
+   * catalog.
+   */
+  readonly e2eImages?: readonly string[];
   readonly kubeconfig: string;
   readonly context?: string;
   readonly kubectl?: string;
@@ -125,7 +130,7 @@ export interface ConformanceRunPlan {
   readonly images: readonly MirroredImage[];
   /** Images the suite may use that cannot be mirrored (invalid / auth-only registries). */
   readonly unmirrorable: readonly string[];
-  /** Warnings to show at preview (catalog caveats, a suite that cannot pull). */
+  /** Warnings to show at preview (a suite that cannot pull). */
   readonly warnings: readonly string[];
   readonly kubectl: {
     readonly binary: string;
@@ -370,14 +375,24 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
   const conformanceSource = input.conformanceImage ?? `${CONFORMANCE_REPOSITORY}:${tag}`;
   const resultsSource = input.resultsImage ?? DEFAULT_RESULTS_IMAGE;
   const imageSet = withArgErrors(input, () => {
-    const listFiles = input.imageListFiles ?? [];
-    // A version the catalog does not know is fine when the suite's list is given as a file.
-    let includeCatalog = true;
-    try {
-      catalogForKubernetesVersion(input.kubernetesVersion, input.catalogDirectory);
-    } catch (error) {
-      if (!(error instanceof UnknownKubernetesVersionError) || listFiles.length === 0) throw error;
-      includeCatalog = false;
+    const listFiles = [
+      ...(input.imageListFiles ?? []),
+      ...(input.e2eImages === undefined
+        ? []
+        : [{ name: "e2eImages", text: input.e2eImages.join("\n") }]),
+    ];
+    // The suite's own list replaces the shipped one; a version the catalog does not know is
+    // fine when the suite's list is given as a file.
+    let includeCatalog = input.e2eImages === undefined;
+    if (includeCatalog) {
+      try {
+        catalogForKubernetesVersion(input.kubernetesVersion, input.catalogDirectory);
+      } catch (error) {
+        if (!(error instanceof UnknownKubernetesVersionError) || listFiles.length === 0) {
+          throw error;
+        }
+        includeCatalog = false;
+      }
     }
     return assembleImageSet({
       kubernetesVersion: input.kubernetesVersion,
@@ -389,9 +404,6 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
       catalogDirectory: input.catalogDirectory,
     });
   });
-  for (const caveat of imageSet.catalog?.completeness.caveats ?? []) {
-    warnings.push(`image catalog ${imageSet.catalog?.kubernetesVersion}: ${caveat}`);
-  }
   const mapping = withArgErrors(input, () =>
     planMirrorMapping(
       imageSet.images.map((entry) => entry.reference),

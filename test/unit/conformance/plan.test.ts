@@ -96,6 +96,24 @@ describe("planConformanceRun", function () {
     assert.equal(plan.failOnNoTests, true);
   });
 
+  it("checks the images the conformance image's e2e.test listed, not the shipped list, with no provenance warnings", function () {
+    const e2eImages = [
+      "registry.k8s.io/etcd:3.5.21-0",
+      "registry.k8s.io/e2e-test-images/agnhost:2.53",
+    ];
+    // 1.34 has no shipped list: the suite's own list is enough.
+    const plan = planConformanceRun(baseInput({ kubernetesVersion: "1.34.1", e2eImages }));
+    assert.deepEqual(plan.images.map((image) => image.source).sort(), [
+      "registry.k8s.io/conformance:v1.34.1",
+      "registry.k8s.io/e2e-test-images/agnhost:2.53",
+      "registry.k8s.io/e2e-test-images/busybox:1.36.1-1",
+      "registry.k8s.io/etcd:3.5.21-0",
+    ]);
+    assert.deepEqual(plan.warnings, []);
+    // The shipped list, when it stands in, brings no caveat text to the preview either.
+    assert.deepEqual(planConformanceRun(baseInput({ kubernetesVersion: "1.33.4" })).warnings, []);
+  });
+
   it("gives the suite a ginkgo timeout that ends it before the run's own limit", function () {
     // 5% margin, at least 2 and at most 15 minutes, never below half the limit.
     assert.equal(suiteTimeoutSeconds(60 * 60), 57 * 60);
