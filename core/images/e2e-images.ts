@@ -43,10 +43,11 @@ export function parseTransportReference(
   }
   if (text.startsWith("oci:")) {
     const rest = text.slice("oci:".length);
-    const colon = rest.lastIndexOf(":");
+    // skopeo splits at the first ':': the directory has none, the ref name may have several.
+    const colon = rest.indexOf(":");
     const directory = colon === -1 ? "" : rest.slice(0, colon);
     const refName = colon === -1 ? "" : rest.slice(colon + 1);
-    if (directory === "" || refName === "" || refName.includes("/")) {
+    if (directory === "" || refName === "") {
       throw new E2eImagesError(
         `${arg}: ${JSON.stringify(text)} names no image in the layout; ${allowed} (the TAG is the image's ref name in the layout)`,
       );

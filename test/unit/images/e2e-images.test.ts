@@ -29,6 +29,16 @@ describe("the conformance image's e2e.test", function () {
       directory: "/srv/archive",
       refName: "v1.33.4",
     });
+    // An archive's ref names are upstream references, colons included.
+    const archived = parseTransportReference(
+      "oci:/srv/archive:registry.k8s.io/conformance:v1.33.4",
+    );
+    assert.deepEqual(archived, {
+      transport: "oci",
+      directory: "/srv/archive",
+      refName: "registry.k8s.io/conformance:v1.33.4",
+    });
+    assert.equal(transportString(archived), "oci:/srv/archive:registry.k8s.io/conformance:v1.33.4");
     for (const [text, reason] of [
       ["registry.k8s.io/conformance:v1.33.4", /has no transport; use docker:\/\/REGISTRY/],
       ["oci:/srv/archive", /names no image in the layout/],
