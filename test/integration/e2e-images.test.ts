@@ -67,7 +67,8 @@ async function writeConformanceLayout(dir: string): Promise<void> {
   });
   const whiteout = await makeLayer({ "usr/local/bin/.wh.e2e.test": "" });
   writeOciLayout(dir, {
-    "v1.33.4": multiPlatformImage([
+    // Named as an archive names its images: the upstream reference.
+    "registry.k8s.io/conformance:v1.33.4": multiPlatformImage([
       makeManifest([base, top], platform(thisArch)),
       makeManifest([other], platform(otherArch)),
     ]),
@@ -97,7 +98,13 @@ describe("the image set from the conformance image's own e2e.test", function () 
 
   it("CLI: reads e2e.test of this platform from the top layer, prints the list normalised, then reuses it by digest", async function () {
     const cache = mkdtempSync(path.join(labDir, "e2e-images-cache-"));
-    const args = ["images", "--conformance-image", `oci:${layout}:v1.33.4`, "--cache-dir", cache];
+    const args = [
+      "images",
+      "--conformance-image",
+      `oci:${layout}:registry.k8s.io/conformance:v1.33.4`,
+      "--cache-dir",
+      cache,
+    ];
     const first = await cli(args);
     assert.equal(first.code, 0, first.stderr);
     assert.equal(first.stdout, `${expected.join("\n")}\n`);
@@ -153,7 +160,7 @@ describe("the image set from the conformance image's own e2e.test", function () 
         "--all",
         "--preserve-digests",
         "--dest-tls-verify=false",
-        `oci:${layout}:v1.33.4`,
+        `oci:${layout}:registry.k8s.io/conformance:v1.33.4`,
         `docker://${registry.endpoint}/conformance:v1.33.4`,
       ]);
     });
