@@ -6,7 +6,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { containerArgsFromSpec } from "./docker-args";
 import { htpasswdLine } from "./htpasswd";
 import { dockerLoadEnvironment, dockerLoadScript, dockerUnloadScript } from "./image-load";
-import { assertHostPortUsable } from "./port-check";
+import { assertHostPortUsable, stackLabel } from "./port-check";
 import {
   RegistryArgsError,
   type RegistrySettings,
@@ -186,11 +186,14 @@ export class RegistryContainer extends pulumi.ComponentResource {
     });
 
     const containerArgs = containerArgsFromSpec(spec);
-    if (imageTarHash !== undefined) {
-      // The container names the image by tag: a new tar under the same tag must still replace it
-      // (labels are replace-on-change).
-      containerArgs.labels = [{ label: imageTarLabel, value: imageTarHash }];
-    }
+    const stack = `${pulumi.getProject()}/${pulumi.getStack()}`;
+    // The stack label lets the port check tell this stack's container (under any name) from
+    // others. The container names the image by tag: a new tar under the same tag must still
+    // replace it, hence the tar's hash (labels are replace-on-change).
+    containerArgs.labels = [
+      { label: stackLabel, value: stack },
+      ...(imageTarHash === undefined ? [] : [{ label: imageTarLabel, value: imageTarHash }]),
+    ];
     const secretSettings = Object.keys(settings.extraSettings).length > 0;
     if (secretSettings) {
       // registryExtraSettings may hold secrets (e.g. a storage driver's keys): the environment
@@ -204,6 +207,7 @@ export class RegistryContainer extends pulumi.ComponentResource {
           hostPort: settings.hostPort,
           bindAddress: settings.bindAddress,
           containerName: settings.containerName,
+          stack,
         }).then(() => true),
       );
       containerArgs.image = portUsable.apply(() => spec.image);

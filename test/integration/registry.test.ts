@@ -10,7 +10,7 @@ import {
   dockerUnloadScript,
   loadedMarker,
 } from "../../components/registry/image-load";
-import { assertHostPortUsable } from "../../components/registry/port-check";
+import { assertHostPortUsable, stackLabel } from "../../components/registry/port-check";
 import { docker } from "../lab/engine";
 import { run, runShell } from "../lab/exec";
 import { labDir } from "../lab/paths";
@@ -281,7 +281,10 @@ describe("host port check against the local engine", function () {
   let heldPort: number;
 
   before(async function () {
-    registry = await startLabRegistry({ name: "lab-registry-port" });
+    registry = await startLabRegistry({
+      name: "lab-registry-port",
+      labels: { [stackLabel]: "airgap-conformance/it" },
+    });
     heldPort = await freePort();
     holder = createServer();
     await new Promise<void>((resolve) => holder.listen(heldPort, "127.0.0.1", resolve));
@@ -305,6 +308,24 @@ describe("host port check against the local engine", function () {
       bindAddress: "127.0.0.1",
       containerName: registry.name,
     });
+  });
+
+  it("accepts the port this stack's container publishes under its previous name (a rename)", async function () {
+    await assertHostPortUsable({
+      hostPort: registry.settings.hostPort,
+      bindAddress: "127.0.0.1",
+      containerName: "lab-registry-renamed",
+      stack: "airgap-conformance/it",
+    });
+    await assert.rejects(
+      assertHostPortUsable({
+        hostPort: registry.settings.hostPort,
+        bindAddress: "127.0.0.1",
+        containerName: "lab-registry-renamed",
+        stack: "airgap-conformance/another-stack",
+      }),
+      /hostPort: port \d+ is already published by container lab-registry-port;/,
+    );
   });
 
   it("rejects a port another container publishes, naming it", async function () {

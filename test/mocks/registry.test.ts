@@ -4,12 +4,14 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import {
   RegistryContainer,
   imageTarLabel,
   type RegistryContainerArgs,
 } from "../../components/registry";
 import { containerArgsFromSpec } from "../../components/registry/docker-args";
+import { stackLabel } from "../../components/registry/port-check";
 import { htpasswdLine } from "../../components/registry/htpasswd";
 import { dockerLoadScript, dockerUnloadScript } from "../../components/registry/image-load";
 import { registryContainerSpec, resolveRegistrySettings } from "../../components/registry/spec";
@@ -60,7 +62,14 @@ describe("RegistryContainer (mocks)", function () {
         htpasswd: htpasswdLine("mirror", password),
       });
       const container = only(resourcesOf("secure"), "docker:index/container:Container");
-      assert.deepEqual(container.inputs, asSent(containerArgsFromSpec(spec)));
+      assert.deepEqual(
+        container.inputs,
+        asSent({
+          ...containerArgsFromSpec(spec),
+          // Which stack the container belongs to: the port check knows it under any name.
+          labels: [{ label: stackLabel, value: `${pulumi.getProject()}/${pulumi.getStack()}` }],
+        }),
+      );
       assert.equal(container.name, "secure-container");
     });
 
@@ -144,7 +153,8 @@ describe("RegistryContainer (mocks)", function () {
         label: imageTarLabel,
         value: createHash("sha256").update("pretend image tar").digest("hex"),
       };
-      assert.deepEqual(container.inputs.labels, [label]);
+      const ownStack = { label: stackLabel, value: `${pulumi.getProject()}/${pulumi.getStack()}` };
+      assert.deepEqual(container.inputs.labels, [ownStack, label]);
       writeFileSync(tarFile, "a newer image tar");
       const again = new RegistryContainer("newtar", {
         containerName: "remote",
@@ -157,6 +167,7 @@ describe("RegistryContainer (mocks)", function () {
       await settle();
       const replaced = only(resourcesOf("newtar"), "docker:index/container:Container");
       assert.deepEqual(replaced.inputs.labels, [
+        ownStack,
         {
           label: imageTarLabel,
           value: createHash("sha256").update("a newer image tar").digest("hex"),
