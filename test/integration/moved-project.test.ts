@@ -201,7 +201,9 @@ describe("state written by one project directory, used after the project has mov
       resultsDirectory: path.join(base, "results"),
       stack: "moved",
     });
-    const report = { e2eRunId: "0a1b2c3d-0000-4000-8000-000000000001" } as RunReport;
+    const report = {
+      e2eRunIds: ["0a1b2c3d-0000-4000-8000-000000000001"],
+    } as Partial<RunReport> as RunReport;
     const result = await runShell(actionScript("cleanup"), {
       cwd: path.join(moved, "infra"),
       env: {
