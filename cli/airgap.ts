@@ -4,6 +4,8 @@
  *   npm run cli -- images  --stack dev            the images the stack mirrors, and why
  *   npm run cli -- mapping --stack dev            source -> mirror reference
  *   npm run cli -- render  --stack dev --out DIR  repo list, mapping and lists for review
+ *   npm run cli -- images  --conformance-image docker://registry.k8s.io/conformance:v1.33.4
+ *                          the image set that conformance image's own e2e.test lists
  *   npm run cli -- --help                         usage; `<command> --help` for one command
  *
  * `--stack NAME` reads Pulumi.NAME.yaml next to Pulumi.yaml; `--file PATH` reads any stack file.
@@ -11,7 +13,9 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/actions/e2e-images";
 import { planImageCopies } from "../components/mirror/plan";
+import { parseTransportReference } from "../core/images/e2e-images";
 import { RegistryArgsError, resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
 import { planNodeFiles, type RuntimeFlavour } from "../core/nodes";
@@ -30,12 +34,17 @@ import { readStackFile } from "../infra/stack-file";
 /** What each subcommand does and prints; `airgap <command> --help` shows one. */
 export const commandHelp: Record<string, string> = {
   images: `airgap images (--stack NAME | --file PATH) [--json]
+airgap images --conformance-image (docker://IMAGE | oci:DIR:TAG) [--insecure] [--platform OS/ARCH] [--cache-dir DIR]
 
 Lists every image the stack mirrors, one per line: the canonical reference, a tab, and why it is
 in the set (catalog <minor>, conformance, results, config imagesExtra[i], list file <file>:<line>).
 A first "# catalog" line says which image list was used and whether it is known to be complete;
 "# not mirrored:" lines name images the suite uses that cannot be mirrored, and why.
---json prints the whole image set as JSON.`,
+--json prints the whole image set as JSON.
+
+With --conformance-image: the images that conformance image's own e2e.test lists, one per line
+(a summary line with the image's digest on stderr). Reads the image with skopeo and runs its
+e2e.test here (this one needs the image's registry, or an OCI layout); cached by digest.`,
   mapping: `airgap mapping (--stack NAME | --file PATH) [--json]
 
 Prints "<source> -> <mirror reference>" per image: the name nodes and the run pod use in the
@@ -59,7 +68,8 @@ Offline: reads a stack file with the program's own config code; needs no Pulumi,
 and no network.
 
 commands:
-  images    the images the stack mirrors, and why each is there
+  images    the images the stack mirrors, and why each is there (or, with
+            --conformance-image, the list that image's e2e.test prints)
   mapping   source -> mirror (or archive) reference per image
   render    the repo list, mapping, image lists and node files, written to --out DIR
 
@@ -324,9 +334,61 @@ export function runCli(argv: string[]): CliResult {
   }
 }
 
+/**
+ * `images --conformance-image REF`: the image set the conformance image's own e2e.test lists,
+ * normalised, one per line; nothing from a shipped list. Reads the image (skopeo) and runs
+ * e2e.test on this machine; the list is cached by the image's digest.
+ */
+export async function runConformanceImageCli(argv: string[]): Promise<CliResult> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        "conformance-image": { type: "string" },
+        insecure: { type: "boolean" },
+        platform: { type: "string" },
+        "cache-dir": { type: "string" },
+      },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${commandHelp.images}\n` };
+  }
+  const reference = parsed.values["conformance-image"];
+  if (parsed.positionals.join(" ") !== "images" || reference === undefined) {
+    return { code: 2, stdout: "", stderr: `${commandHelp.images}\n` };
+  }
+  try {
+    const transport = parseTransportReference(reference);
+    const derived = await deriveE2eImages(transport, {
+      cacheDirectory: parsed.values["cache-dir"] ?? defaultE2eImagesCache(),
+      platform: parsed.values.platform,
+      access:
+        transport.transport === "docker" && parsed.values.insecure
+          ? { host: transport.reference.registry, scheme: "https", insecureSkipVerify: true }
+          : undefined,
+    });
+    return {
+      code: 0,
+      stdout: `${derived.images.join("\n")}\n`,
+      stderr: `# ${derived.images.length} images from e2e.test of ${reference} (${derived.digest}, ${derived.platform}${derived.cached ? ", cached" : ""})\n`,
+    };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${(error as Error).message}\n` };
+  }
+}
+
 if (require.main === module) {
-  const result = runCli(process.argv.slice(2));
-  process.stdout.write(result.stdout);
-  process.stderr.write(result.stderr);
-  process.exitCode = result.code;
+  const argv = process.argv.slice(2);
+  const helpAsked = argv.includes("--help") || argv.includes("-h");
+  const pending =
+    !helpAsked && argv.some((arg) => arg.startsWith("--conformance-image"))
+      ? runConformanceImageCli(argv)
+      : Promise.resolve(runCli(argv));
+  void pending.then((result) => {
+    process.stdout.write(result.stdout);
+    process.stderr.write(result.stderr);
+    process.exitCode = result.code;
+  });
 }
