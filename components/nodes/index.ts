@@ -93,6 +93,13 @@ export interface NodeRegistryConfigArgs {
   readonly stateDir?: string;
 }
 
+/** The part of a node's resource name that says how it is reached (`ssh-<host>[-<port>]`, `docker-<container>`). */
+export function nodeResourceKey(access: ResolvedNode["access"]): string {
+  return access.kind === "ssh"
+    ? `ssh-${access.host.replace(/:/g, ".")}${access.port === 22 ? "" : `-${access.port}`}`
+    : `docker-${access.container}`;
+}
+
 /**
  * Makes every node's container runtime resolve the upstream registries through the mirror, and
  * undoes it exactly on destroy: each node gets one command resource whose script (generated
@@ -174,13 +181,17 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
     for (const [index, node] of settings.nodes.entries()) {
       const script = scriptFor(node);
       scripts[node.name] = script;
-      const childName = `${name}-${node.name}`;
+      // Keyed by how the node is reached: renaming its entry keeps the resource (an update), where
+      // a new resource would apply first and the old one's delete would then restore the files.
+      // The alias adopts a resource named after the node by an earlier version.
+      const childName = `${name}-${nodeResourceKey(node.access)}`;
       // A node reached differently is another node: delete (restore) there first, then apply.
       // Children do not inherit the component's dependsOn: nodes change only once images are in.
       const childOpts: pulumi.CustomResourceOptions = {
         parent: this,
         deleteBeforeReplace: true,
         dependsOn: opts?.dependsOn,
+        aliases: [{ name: `${name}-${node.name}` }],
       };
       if (node.access.kind === "ssh") {
         const access = args.nodes[index].access as NodeSshAccess;

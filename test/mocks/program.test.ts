@@ -173,9 +173,9 @@ describe("the program (mocks)", function () {
     assert.equal(await valueOf(outputs.registryUrl), "https://10.0.0.5:5000");
     const nodes = registered.filter((r) => r.type === "command:remote:Command");
     assert.deepEqual(nodes.map((node) => node.name).sort(), [
-      "nodes-cp-1",
-      "nodes-worker-1",
-      "nodes-worker-2",
+      "nodes-ssh-10.0.0.11",
+      "nodes-ssh-10.0.0.12",
+      "nodes-ssh-10.0.0.13",
     ]);
     for (const node of nodes) {
       assert.ok(
@@ -215,8 +215,8 @@ describe("the program (mocks)", function () {
     const { registered } = await evaluateStack("Pulumi.k3s.yaml");
     const nodes = registered.filter((r) => r.type === "command:remote:Command");
     assert.deepEqual(nodes.map((node) => node.name).sort(), [
-      "nodes-k3s-agent-1",
-      "nodes-k3s-server",
+      "nodes-ssh-10.0.1.21",
+      "nodes-ssh-10.0.1.22",
     ]);
     assert.match(String(nodes[0].inputs.create), /sudo -n/);
   });
@@ -250,9 +250,9 @@ describe("the program (mocks)", function () {
       .sort();
     assert.deepEqual(added, [
       "images-registry.k8s.io/e2e-test-images/agnhost:2.53",
-      "nodes-worker-3",
+      "nodes-ssh-10.0.0.14",
     ]);
-    assert.deepEqual(removed, ["nodes-worker-2"]);
+    assert.deepEqual(removed, ["nodes-ssh-10.0.0.13"]);
     // The new focus changes the pod (replaced: a new run) and its run command; the new image
     // is one more for preflight to check. Nothing else: registry, other images, other nodes.
     assert.deepEqual(changed, ["conformance-pod", "conformance-preflight", "conformance-run"]);
