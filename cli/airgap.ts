@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { planImageCopies } from "../components/mirror/plan";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
-import { planNodeFiles, type RuntimeFlavour } from "../core/nodes";
+import { planNodeFiles, renderNodeScript, type RuntimeFlavour } from "../core/nodes";
 import {
   buildStackConfig,
   ConfigError,
@@ -73,7 +73,10 @@ function mappingLines(config: StackConfig, project: string): { source: string; m
 /**
  * What NodeRegistryConfig would write on a node, as files for review under nodes/<node>/...: whole
  * files as they will be, containerd's config.toml as the table that is added, /etc/hosts as the
- * block that is inserted. Mirror passwords are not rendered (they live in Pulumi secrets).
+ * block that is inserted, and nodes/<node>/node-script.sh, the exact script the node runs
+ * (`sh -s apply < node-script.sh`, `sh -s delete < node-script.sh`). Mirror passwords are not
+ * rendered (they live in Pulumi secrets): a script for a mirror with credentials is the one
+ * Pulumi runs or writes for `manual://` nodes.
  */
 function nodeFilesForReview(
   config: StackConfig,
@@ -83,6 +86,7 @@ function nodeFilesForReview(
   const mirrorHost = mirrorHostFor(config);
   const scheme = config.mirror.external?.scheme ?? (config.registry.tls ? "https" : "http");
   const caCertificate = config.nodes.caFile ? readFileSync(config.nodes.caFile, "utf8") : undefined;
+  const certificateFile = config.registry.tls?.certificateFile;
   const plan = planNodeFiles({
     runtime: node.runtime as RuntimeFlavour,
     mirror: {
@@ -90,12 +94,20 @@ function nodeFilesForReview(
       scheme,
       caCertificate,
       skipVerify: config.mirror.insecure || undefined,
+      certificate:
+        node.runtime === "hosts" && certificateFile
+          ? readFileSync(certificateFile, "utf8")
+          : undefined,
     },
     upstreams: upstreamsForStack(config, project, mirrorHost),
     options: { forbidFallback: config.nodes.forbidFallback },
   });
   const base = path.join("nodes", node.name);
-  return plan.files.flatMap((file) => {
+  const script = {
+    name: path.join(base, "node-script.sh"),
+    content: renderNodeScript(plan, { nodeName: node.name }),
+  };
+  const files = plan.files.flatMap((file) => {
     if (file.kind === "containerd-config") {
       return Object.entries(file.fragments).map(([version, fragment]) => ({
         name: path.join(base, `${file.path}.add-if-version-${version}`),
@@ -106,6 +118,7 @@ function nodeFilesForReview(
       return [{ name: path.join(base, `${file.path}.block`), content: file.block }];
     return [{ name: path.join(base, file.path), content: file.content }];
   });
+  return [...files, script];
 }
 
 /** Runs one CLI invocation and returns what it would print (pure but for reading/writing files). */

@@ -31,6 +31,8 @@ export interface ProgramOutputs {
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
   nodeFiles?: pulumi.Output<NodeReport[]>;
+  /** manual:// nodes: where each one's script was written, by node name. */
+  nodeScripts?: pulumi.Output<Record<string, string>>;
   conformanceVerdict?: pulumi.Output<string>;
   conformancePassed?: pulumi.Output<number>;
   conformanceFailed?: pulumi.Output<number>;
@@ -211,6 +213,9 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
   if (config.nodes.list.length > 0) {
     nodes = declareNodes(config, project, registry, mirror);
     outputs.nodeFiles = nodes.nodes;
+    if (config.nodes.list.some((node) => node.access.kind === "manual")) {
+      outputs.nodeScripts = nodes.manualScripts;
+    }
   }
 
   if (config.conformance.enabled) {
@@ -260,6 +265,21 @@ function declareNodes(
       );
     }
   }
+  // hosts nodes check the mirror's own certificate covers every spoofed name (preview).
+  const hostsNodes = config.nodes.list.some((node) => node.runtime === "hosts");
+  const certificateFile = config.registry.tls?.certificateFile;
+  let certificate: string | undefined;
+  if (hostsNodes && certificateFile) {
+    try {
+      certificate = readFileSync(certificateFile, "utf8");
+    } catch (error) {
+      throw new ConfigError(
+        key("registryTlsCertificateFile"),
+        certificateFile,
+        `a readable PEM file (${(error as Error).message})`,
+      );
+    }
+  }
   const k3sNodes = config.nodes.list.some(
     (node) => node.runtime === "k3s" || node.runtime === "rke2",
   );
@@ -283,6 +303,7 @@ function declareNodes(
             endpoint: destination.nodeEndpoint,
             scheme: destination.access.scheme,
             caCertificate,
+            certificate,
             skipVerify: destination.access.insecureSkipVerify,
             // Only k3s/rke2 take registry credentials in their node configuration.
             auth:

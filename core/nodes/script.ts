@@ -20,7 +20,13 @@
  */
 
 import { createHash } from "node:crypto";
-import { type NodeFile, type NodePlan, registriesConfDropInPath } from "./plan";
+import {
+  type NodeFile,
+  type NodePlan,
+  registriesConfDropInPath,
+  systemCaPath,
+  systemCaPathRhel,
+} from "./plan";
 import { NodeConfigError } from "./settings";
 
 /** Where a node keeps its backups and the record of what it changed. */
@@ -61,6 +67,7 @@ work=''
 pending=''
 actions=''
 mode=''
+system_ca=''
 actions_ran=''
 rolling_back=''
 state_existed=''
@@ -489,8 +496,8 @@ merge_registries_yaml() {
         else print substr(parts[j], 3 - ind)
       }
     }
-  ' "$work/yaml-base" 2>&1 >"$work/yaml-merged")
-  if [ -n "$my_err" ]; then fail "cannot merge into $my_err"; fi
+  ' "$work/yaml-base" 2>&1 >"$work/yaml-merged") || my_err=$(printf '%s\n%s' "$my_err" "$2: cannot be merged")
+  if [ -n "$my_err" ]; then fail "cannot merge into $(printf '%s' "$my_err" | head -n 1)"; fi
   put_file yaml-merged "$2" "$3" "$4"
 }
 
@@ -674,10 +681,16 @@ reload_crio() {
 run_action() {
   case $1 in
     update-ca-trust)
-      command -v update-ca-certificates >/dev/null 2>&1 ||
-        fail "update-ca-certificates is missing: install ca-certificates"
-      update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates failed"
+      if command -v update-ca-certificates >/dev/null 2>&1; then
+        update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates failed"
+      elif command -v update-ca-trust >/dev/null 2>&1; then
+        update-ca-trust extract >/dev/null 2>&1 || fail "update-ca-trust extract failed"
+      else
+        fail "neither update-ca-certificates nor update-ca-trust is installed: install ca-certificates"
+      fi
       say "updated the system CA store"
+      # Go programs (containerd, CRI-O, k3s, rke2) read the system roots once per process.
+      restart_runtimes
       ;;
     restart-containerd) restart_running containerd containerd && wait_for_containerd ;;
     restart-k3s) restart_running k3s k3s k3s-agent ;;
@@ -685,6 +698,30 @@ run_action() {
     reload-crio) reload_crio ;;
     *) fail "unknown action $1" ;;
   esac
+}
+
+# Restarts whichever container runtime runs, so it reads the system CA store again.
+restart_runtimes() {
+  if pidof k3s >/dev/null 2>&1; then
+    restart_running k3s k3s k3s-agent
+  elif pidof rke2 >/dev/null 2>&1; then
+    restart_running rke2 rke2-server rke2-agent
+  elif pidof containerd >/dev/null 2>&1; then
+    restart_running containerd containerd && wait_for_containerd
+  fi
+  if pidof crio >/dev/null 2>&1; then restart_running crio crio; fi
+}
+
+# The system CA store's directory differs by family: the CA goes where this node's tool reads.
+put_system_ca() {
+  if command -v update-ca-certificates >/dev/null 2>&1; then
+    system_ca=$2
+  elif command -v update-ca-trust >/dev/null 2>&1; then
+    system_ca=$3
+  else
+    fail "neither update-ca-certificates nor update-ca-trust is installed: install ca-certificates"
+  fi
+  put_file "$1" "$system_ca" "$4" "$5"
 }
 
 # Runs the queued actions, then forgets them.
@@ -795,7 +832,9 @@ function configureLines(file: NodeFile, index: number): string[] {
           : []),
         isMergedFile(file.path)
           ? `  merge_registries_yaml ${id} ${shellQuote(file.path)} ${file.mode} ${file.afterChange}`
-          : `  put_file ${id} ${shellQuote(file.path)} ${file.mode} ${file.afterChange}`,
+          : file.path === systemCaPath
+            ? `  put_system_ca ${id} ${shellQuote(systemCaPath)} ${shellQuote(systemCaPathRhel)} ${file.mode} ${file.afterChange}`
+            : `  put_file ${id} ${shellQuote(file.path)} ${file.mode} ${file.afterChange}`,
       ];
     case "containerd-config":
       return [
@@ -815,7 +854,9 @@ function configureLines(file: NodeFile, index: number): string[] {
 function verifyLines(plan: NodePlan): string[] {
   const lines: string[] = [];
   for (const file of plan.files) {
-    if (file.kind === "file" && !isMergedFile(file.path)) {
+    if (file.kind === "file" && file.path === systemCaPath) {
+      lines.push(`  verify_file "$system_ca" ${sha256Hex(file.content)}`);
+    } else if (file.kind === "file" && !isMergedFile(file.path)) {
       lines.push(`  verify_file ${shellQuote(file.path)} ${sha256Hex(file.content)}`);
     }
   }
@@ -848,7 +889,11 @@ export function renderNodeScript(plan: NodePlan, options: NodeScriptOptions): st
     );
   }
   const stateDir = options.stateDir ?? defaultStateDir;
-  const managed = plan.files.map((file) => file.path).join("\n");
+  const managed = plan.files
+    .flatMap((file) =>
+      file.path === systemCaPath ? [systemCaPath, systemCaPathRhel] : [file.path],
+    )
+    .join("\n");
   return [
     "#!/bin/sh",
     `# airgap-conformance NodeRegistryConfig for node ${options.nodeName} (${plan.runtime}).`,
@@ -880,13 +925,24 @@ export function renderNodeScript(plan: NodePlan, options: NodeScriptOptions): st
 /** How a node is reached. */
 export type NodeAccessKind =
   | { readonly kind: "ssh"; readonly sudo: boolean }
-  | { readonly kind: "docker-exec"; readonly container: string };
+  | { readonly kind: "docker-exec"; readonly container: string }
+  | { readonly kind: "manual" };
+
+/** The file name of a node's script where it is written for review or for an operator. */
+export const nodeScriptFileName = "node-script.sh";
 
 /**
  * The command lines that run the script (which travels on stdin). They hold no content and no
- * secret: over SSH the line is what the remote shell runs; for kind nodes it runs locally.
+ * secret: over SSH the line is what the remote shell runs; for kind nodes it runs locally; for
+ * manual nodes it is what the operator runs as root on the node, beside the written script.
  */
 export function nodeCommands(access: NodeAccessKind): { create: string; delete: string } {
+  if (access.kind === "manual") {
+    return {
+      create: `sh -s apply < ${nodeScriptFileName}`,
+      delete: `sh -s delete < ${nodeScriptFileName}`,
+    };
+  }
   const shell =
     access.kind === "ssh"
       ? access.sudo

@@ -350,7 +350,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       const before = await treeSums(wild, watchedDirs);
       await apply();
       const config = (await wild.sh("cat /etc/containerd/config.toml")).stdout;
-      assert.match(config, /^ {4}registry\.config_path = "\/etc\/containerd\/certs\.d"$/m);
+      assert.match(config, /^ {2}registry\.config_path = "\/etc\/containerd\/certs\.d"$/m);
       await assertCriPulls(wild, busybox);
       await remove();
       assert.equal(await treeSums(wild, watchedDirs), before);
@@ -504,16 +504,31 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
   });
 
   describe("hosts spoofing on a bind-mounted /etc/hosts", function () {
-    it("resolves upstream names to the mirror's IP, then restores /etc/hosts exactly", async function () {
+    it("resolves upstream names to the mirror's IP, trusts its CA system-wide, restarts containerd, then restores everything", async function () {
       const hostsNode = await node("lab-node-hosts", { blockUpstreams: false });
-      const original = await hostsNode.checksum("/etc/hosts");
-      const mirrorIp = "192.0.2.10"; // nothing connects: the script only writes and resolves
+      const watchedFiles = ["/etc/hosts", "/etc/ssl/certs/ca-certificates.crt"];
+      const original = await Promise.all(watchedFiles.map((file) => hostsNode.checksum(file)));
+      const mirrorIp = "192.0.2.10"; // nothing connects: the script writes, trusts and resolves
+      // Self-signed for the spoofed names and the mirror's IP, so it is its own CA.
+      const certificate = readFileSync(
+        path.resolve(__dirname, "..", "fixtures", "spoofed-upstreams.crt"),
+        "utf8",
+      );
       const script = scriptFor(hostsNode.name, {
         runtime: "hosts",
-        mirror: { endpoint: `${mirrorIp}:80`, scheme: "http" },
+        mirror: {
+          endpoint: `${mirrorIp}:443`,
+          scheme: "https",
+          caCertificate: certificate,
+          certificate,
+        },
       });
       const commands = nodeCommands({ kind: "docker-exec", container: hostsNode.name });
-      await runLikeLocalCommand("nodes-lab-node-hosts", commands.create, script);
+      const pidBefore = await containerdPid(hostsNode);
+      const applied = await runLikeLocalCommand("nodes-lab-node-hosts", commands.create, script);
+      assert.match(applied.stdout, /updated the system CA store/);
+      assert.match(applied.stdout, /restarted containerd/);
+      assert.notEqual(await containerdPid(hostsNode), pidBefore, "containerd re-reads the roots");
       const resolved = await hostsNode.sh("getent hosts registry.k8s.io registry-1.docker.io");
       assert.deepEqual(
         resolved.stdout
@@ -522,6 +537,12 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
           .map((line) => line.split(/\s+/)[0]),
         [mirrorIp, mirrorIp],
       );
+      // The system store (what Go reads) now verifies a certificate this CA signed.
+      const trusted = await hostsNode.sh(
+        "cat > /tmp/leaf.crt && openssl verify -CAfile /etc/ssl/certs/ca-certificates.crt /tmp/leaf.crt",
+        { input: certificate },
+      );
+      assert.match(trusted.stdout, /\/tmp\/leaf\.crt: OK/);
       await runLikeLocalCommand("nodes-lab-node-hosts", commands.create, script);
       assert.equal(
         (await hostsNode.sh("grep -c 'BEGIN airgap-conformance' /etc/hosts")).stdout.trim(),
@@ -529,7 +550,10 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
         "a second apply does not add a second block",
       );
       await runLikeLocalCommand("nodes-lab-node-hosts", commands.delete, script);
-      assert.equal(await hostsNode.checksum("/etc/hosts"), original);
+      assert.deepEqual(
+        await Promise.all(watchedFiles.map((file) => hostsNode.checksum(file))),
+        original,
+      );
     });
   });
 

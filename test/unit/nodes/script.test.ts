@@ -13,17 +13,29 @@ import {
   runtimeFlavours,
   sha256Hex,
   shellQuote,
+  systemCaPath,
+  systemCaPathRhel,
 } from "../../../core/nodes";
 import { assertGolden } from "./golden";
 
 const caPem = readFileSync(path.resolve(__dirname, "..", "..", "fixtures", "registry.crt"), "utf8");
+/** Self-signed, naming the spoofed upstreams and 10.0.0.5: its own CA. */
+const spoofedPem = readFileSync(
+  path.resolve(__dirname, "..", "..", "fixtures", "spoofed-upstreams.crt"),
+  "utf8",
+);
 
 function inputFor(runtime: NodePlanInput["runtime"]): NodePlanInput {
   return {
     runtime,
     mirror:
       runtime === "hosts"
-        ? { endpoint: "10.0.0.5:443", scheme: "https", caCertificate: caPem }
+        ? {
+            endpoint: "10.0.0.5:443",
+            scheme: "https",
+            caCertificate: spoofedPem,
+            certificate: spoofedPem,
+          }
         : { endpoint: "registry.lab:5443", scheme: "https", caCertificate: caPem },
     upstreams: [{ registry: "registry.k8s.io" }, { registry: "docker.io" }],
   };
@@ -124,7 +136,11 @@ describe("node plans and scripts", function () {
         runtime,
       );
       for (const block of staged) assert.equal(block.sha, sha256Hex(block.content));
-      assert.ok(script.includes(`managed=${shellQuote(plan.files.map((f) => f.path).join("\n"))}`));
+      // The system CA's place depends on the node's CA tool: both places are managed.
+      const managed = plan.files.flatMap((f) =>
+        f.path === systemCaPath ? [f.path, systemCaPathRhel] : [f.path],
+      );
+      assert.ok(script.includes(`managed=${shellQuote(managed.join("\n"))}`));
     }
   });
 
