@@ -12,6 +12,7 @@ import {
   renderContainerdConfigFile,
   renderContainerdConfigFragment,
   renderContainerdHostsToml,
+  renderContainerdMirrorHostsToml,
   containerdHostsTomlPath,
   renderHostsBlock,
   renderRancherNoFallbackConfig,
@@ -136,6 +137,14 @@ export interface NodePlanInput {
   readonly options?: NodeRenderOptions;
 }
 
+/** Runtime flavours whose node files can carry the mirror's credentials. */
+export const runtimesTakingCredentials: readonly RuntimeFlavour[] = [
+  "containerd",
+  "containerd2",
+  "k3s",
+  "rke2",
+];
+
 /** Where a runtime flavour expects the mirror's CA. */
 export function mirrorCaPathFor(runtime: RuntimeFlavour, endpoint: string): string {
   switch (runtime) {
@@ -233,10 +242,17 @@ export function planNodeFiles(input: NodePlanInput): NodePlan {
     auth: given.auth,
   };
   validateNodeMirror(mirror);
-  if (mirror.auth && runtime !== "k3s" && runtime !== "rke2") {
+  if (mirror.auth && !runtimesTakingCredentials.includes(runtime)) {
     throw new NodeConfigError(
       "mirror.auth",
-      `credentials can only be given to k3s/rke2 nodes (registries.yaml); ${runtime} nodes need a mirror that allows anonymous pulls`,
+      `${runtime} nodes cannot be given the mirror's credentials (only ${runtimesTakingCredentials.join(", ")} nodes can), so every pull would fail with 401; use a mirror that allows anonymous pulls for these nodes, or another runtime flavour`,
+    );
+  }
+  const mirrorItself = upstreams.findIndex((upstream) => upstream.registry === mirror.endpoint);
+  if (mirrorItself >= 0) {
+    throw new NodeConfigError(
+      `upstreams[${mirrorItself}].registry`,
+      `'${mirror.endpoint}' is the mirror itself, which nodes always reach under its own name; list only the registries it stands in for`,
     );
   }
 
@@ -262,13 +278,24 @@ export function planNodeFiles(input: NodePlanInput): NodePlan {
   switch (runtime) {
     case "containerd":
     case "containerd2": {
+      // With credentials, every hosts.toml naming the mirror carries its Authorization header.
+      const secret = mirror.auth !== undefined;
+      // containerd re-reads hosts.toml on every pull: no restart.
+      files.push(
+        wholeFile(
+          containerdHostsTomlPath(containerdHostsDir, mirror.endpoint),
+          renderContainerdMirrorHostsToml(mirror),
+          "none",
+          secret,
+        ),
+      );
       for (const upstream of upstreams) {
         files.push(
           wholeFile(
             containerdHostsTomlPath(containerdHostsDir, upstream.registry),
             renderContainerdHostsToml(upstream, mirror, options),
-            // containerd re-reads hosts.toml on every pull.
             "none",
+            secret,
           ),
         );
       }

@@ -237,10 +237,11 @@ ensure_dir() {
 }
 
 # Decodes content $1 (base64 on stdin) into the work directory and checks its sha256 ($2).
+# Messages never print a checksum: a file may hold the mirror's credentials.
 stage() {
   base64 -d >"$work/$1" || fail "cannot decode content $1"
   st_sum=$(sha256sum <"$work/$1" | cut -c1-64)
-  if [ "$st_sum" != "$2" ]; then fail "content $1 arrived damaged (sha256 $st_sum, expected $2)"; fi
+  if [ "$st_sum" != "$2" ]; then fail "content $1 arrived damaged (its sha256 differs)"; fi
 }
 
 # Puts staged content $1 at $2 with mode $3 unless it is there already; $4: what a change needs.
@@ -736,7 +737,7 @@ run_actions() {
 
 verify_file() {
   vf_sum=$(sha256sum <"$1" | cut -c1-64)
-  if [ "$vf_sum" != "$2" ]; then fail "$1 does not hold what was written (sha256 $vf_sum, expected $2)"; fi
+  if [ "$vf_sum" != "$2" ]; then fail "$1 does not hold what was written (its sha256 differs)"; fi
 }
 
 # After the restart: the effective config has our directory, and the CRI plugin loaded.

@@ -146,6 +146,7 @@ describe("NodeRegistryConfig (mocks)", function () {
             [
               "/etc/containerd/config.toml",
               "/etc/airgap-conformance/mirror-ca.crt",
+              "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
               "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
               "/etc/containerd/certs.d/docker.io/hosts.toml",
             ],
@@ -164,6 +165,7 @@ describe("NodeRegistryConfig (mocks)", function () {
             [
               "/etc/containerd/config.toml",
               "/etc/airgap-conformance/mirror-ca.crt",
+              "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
               "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
               "/etc/containerd/certs.d/docker.io/hosts.toml",
             ],
@@ -219,6 +221,64 @@ describe("NodeRegistryConfig (mocks)", function () {
       }
       // In the script it is only base64 inside the registries.yaml content.
       assert.ok(!String(server.inputs.stdin).includes(password));
+    });
+  });
+
+  describe("containerd nodes with mirror credentials", function () {
+    const header = `Basic ${Buffer.from(`puller:${password}`).toString("base64")}`;
+    let component: NodeRegistryConfig;
+    before(async function () {
+      component = await declare("creds", {
+        nodes: [
+          sshNode("worker-1", "10.0.0.11", "containerd"),
+          { name: "kind-worker", runtime: "containerd2", access: { kind: "docker-exec" } },
+        ],
+        mirror: { ...mirror, auth: { username: "puller", password: pulumi.secret(password) } },
+        upstreams,
+      });
+    });
+
+    it("sends each node a secret script whose hosts.toml files carry the Authorization header", function () {
+      for (const [node, runtime] of [
+        ["worker-1", "containerd"],
+        ["kind-worker", "containerd2"],
+      ] as const) {
+        const resource = child("creds", node);
+        assert.ok(resource.secretPaths.includes("stdin"), `${node}: ${resource.secretPaths}`);
+        const script = String(resource.inputs.stdin);
+        assert.equal(script, expectedScript(node, runtime, { username: "puller", password }));
+        // The header travels base64-encoded inside the script, like every file's content.
+        const files = planNodeFiles({
+          runtime,
+          mirror: { ...mirror, auth: { username: "puller", password } },
+          upstreams,
+        }).files;
+        const withHeader = files.filter(
+          (file) => file.kind === "file" && file.content.includes(header),
+        );
+        assert.deepEqual(
+          withHeader.map((file) => file.path),
+          [
+            "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
+            "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+            "/etc/containerd/certs.d/docker.io/hosts.toml",
+          ],
+        );
+        assert.ok(!script.includes(password) && !script.includes(header));
+        for (const key of ["create", "delete", "triggers"]) {
+          assert.ok(!JSON.stringify(resource.inputs[key]).includes(password));
+        }
+      }
+    });
+
+    it("keeps the scripts output secret and reports no checksum of a file holding the password", async function () {
+      assert.equal(await pulumi.isSecret(component.scripts), true);
+      const reports = await valueOf(component.nodes);
+      for (const report of reports) {
+        for (const file of report.files.filter((f) => f.path.endsWith("hosts.toml"))) {
+          assert.equal(file.sha256, undefined, `${report.name}: ${file.path}`);
+        }
+      }
     });
   });
 
@@ -320,6 +380,14 @@ describe("NodeRegistryConfig (mocks)", function () {
           ],
         },
         /nodes\[0\]\.access\.privateKey: an ssh node needs a private key/,
+      ],
+      [
+        "credentials for a node that cannot carry them",
+        {
+          nodes: [sshNode("n1", "10.0.0.1", "crio")],
+          mirror: { ...mirror, auth: { username: "puller", password: pulumi.secret(password) } },
+        },
+        /NodeRegistryConfig: mirror\.auth: crio nodes cannot be given the mirror's credentials/,
       ],
       [
         "hosts flavour over plain http",

@@ -61,13 +61,15 @@ function shellSyntaxError(script: string): string | undefined {
 }
 
 describe("node plans and scripts", function () {
-  it("plans containerd nodes: config.toml first (so a bad one stops the run early), CA, hosts.toml per upstream", function () {
+  it("plans containerd nodes: config.toml first (so a bad one stops the run early), CA, hosts.toml for the mirror's own name and per upstream", function () {
     const plan = planNodeFiles(inputFor("containerd"));
     assert.deepEqual(
       plan.files.map((file) => [file.kind, file.path, file.afterChange]),
       [
         ["containerd-config", "/etc/containerd/config.toml", "restart-containerd"],
         ["file", "/etc/airgap-conformance/mirror-ca.crt", "none"],
+        // containerd looks for host_port_ before host:port: this name cannot be shadowed.
+        ["file", `${containerdHostsDir}/registry.lab_5443_/hosts.toml`, "none"],
         ["file", `${containerdHostsDir}/registry.k8s.io/hosts.toml`, "none"],
         ["file", `${containerdHostsDir}/docker.io/hosts.toml`, "none"],
       ],
@@ -106,6 +108,23 @@ describe("node plans and scripts", function () {
     const registries = plan.files.find((file) => file.path.endsWith("registries.yaml"));
     assert.ok(registries?.kind === "file" && registries.mode === "0600" && registries.secret);
     assert.equal(planNodeFiles(inputFor("k3s")).secret, false);
+  });
+
+  it("keeps containerd's credentials only in 0600 hosts.toml files and marks the plan secret", function () {
+    const plan = planNodeFiles({
+      ...inputFor("containerd2"),
+      mirror: { ...inputFor("containerd2").mirror, auth: { username: "puller", password: "pw" } },
+    });
+    assert.equal(plan.secret, true);
+    const header = `Authorization = "Basic ${Buffer.from("puller:pw").toString("base64")}"`;
+    for (const file of plan.files) {
+      if (file.kind !== "file") continue;
+      const holds = file.content.includes(header);
+      assert.equal(holds, file.path.endsWith("/hosts.toml"), file.path);
+      assert.equal(file.secret, holds, file.path);
+      assert.equal(file.mode, holds ? "0600" : "0644", file.path);
+    }
+    assert.equal(planNodeFiles(inputFor("containerd2")).secret, false);
   });
 
   it("golden script for a containerd node", function () {

@@ -61,7 +61,15 @@ describe("NodeRegistryConfig arguments", function () {
       mirror: { endpoint: "registry.lab:5443", scheme: "https", caCertificate: caPem },
     });
     const report = nodeReport(settings.nodes[0], settings.stateDir);
-    assert.equal(report.files.length, 3);
+    assert.deepEqual(
+      report.files.map((file) => file.path),
+      [
+        "/etc/containerd/config.toml",
+        "/etc/airgap-conformance/mirror-ca.crt",
+        "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
+        "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+      ],
+    );
     assert.deepEqual(report.files[1], {
       path: "/etc/airgap-conformance/mirror-ca.crt",
       sha256: sha256Hex(caPem),
@@ -73,6 +81,25 @@ describe("NodeRegistryConfig arguments", function () {
       backupPathFor("/s", "/etc/hosts"),
       `/s/entries/${sha256Hex("/etc/hosts").slice(0, 16)}/original`,
     );
+  });
+
+  it("gives containerd nodes the credentials, and reports no checksum of a file holding them", function () {
+    const settings = resolveNodeRegistrySettings({
+      ...base,
+      mirror: {
+        endpoint: "registry.lab:5443",
+        scheme: "https",
+        caCertificate: caPem,
+        auth: { username: "puller", hasPassword: true },
+      },
+    });
+    const node = settings.nodes[0];
+    assert.equal(node.plan.secret, true);
+    const report = nodeReport(node, settings.stateDir);
+    for (const file of report.files.filter((f) => f.path.endsWith("hosts.toml"))) {
+      assert.equal(file.sha256, undefined, `${file.path} holds the password`);
+    }
+    assert.equal(report.files[1].sha256, sha256Hex(caPem), "the CA is no secret");
   });
 
   const failures: Array<[string, NodeRegistrySettingsInput, RegExp]> = [
@@ -159,9 +186,17 @@ describe("NodeRegistryConfig arguments", function () {
       /mirror\.certificate: does not cover 192\.0\.2\.99 /,
     ],
     [
-      "credentials for a containerd node",
-      { ...base, mirror: { ...base.mirror, auth: { username: "u", hasPassword: true } } },
-      /mirror\.auth: credentials can only be given to k3s\/rke2 nodes .*\(node 'worker-1', runtime containerd\)/,
+      "credentials for a podman node",
+      {
+        ...withNode({ runtime: "podman" }),
+        mirror: { ...base.mirror, auth: { username: "u", hasPassword: true } },
+      },
+      /mirror\.auth: podman nodes cannot be given the mirror's credentials \(only containerd, containerd2, k3s, rke2 nodes can\), so every pull would fail with 401.*\(node 'worker-1', runtime podman\)/,
+    ],
+    [
+      "the mirror listed as one of its own upstreams",
+      { ...base, upstreams: [{ registry: "registry.k8s.io" }, { registry: "10.0.0.5:5000" }] },
+      /upstreams\[1\]\.registry: '10\.0\.0\.5:5000' is the mirror itself/,
     ],
     [
       "user without password",
