@@ -127,6 +127,37 @@ describe("node plans and scripts", function () {
     assert.equal(planNodeFiles(inputFor("containerd2")).secret, false);
   });
 
+  it("merges registries.yaml, checks registries.conf prefixes first, and puts the system CA where the node's tool reads", function () {
+    const configureOf = (runtime: NodePlanInput["runtime"]) => {
+      const script = renderNodeScript(planNodeFiles(inputFor(runtime)), { nodeName: "node-1" });
+      return {
+        configure: script.slice(script.indexOf("configure() {"), script.indexOf("verify() {")),
+        verify: script.slice(script.indexOf("verify() {")),
+      };
+    };
+    const k3s = configureOf("k3s");
+    assert.match(
+      k3s.configure,
+      /^ {2}merge_registries_yaml \S+ '\/etc\/rancher\/k3s\/registries\.yaml' 0\d{3} restart-k3s$/m,
+    );
+    assert.doesNotMatch(k3s.verify, /registries\.yaml/, "the merged file is not checked by sum");
+    const podman = configureOf("podman");
+    const check = podman.configure.indexOf(
+      "check_registry_prefixes '/etc/containers/registries.conf.d/50-airgap-mirror.conf'",
+    );
+    const write = podman.configure.indexOf(
+      "put_file content-2 '/etc/containers/registries.conf.d/50-airgap-mirror.conf'",
+    );
+    assert.ok(check > 0 && check < write, "prefixes are checked before the drop-in is written");
+    assert.match(podman.verify, /verify_registries_conf/);
+    const hosts = configureOf("hosts");
+    assert.match(
+      hosts.configure,
+      /put_system_ca \S+ '\/usr\/local\/share\/ca-certificates\/airgap-conformance-mirror\.crt' '\/etc\/pki\/ca-trust\/source\/anchors\/airgap-conformance-mirror\.crt' 0644 update-ca-trust/,
+    );
+    assert.match(hosts.verify, /verify_file "\$system_ca" [0-9a-f]{64}/);
+  });
+
   it("golden script for a containerd node", function () {
     const plan = planNodeFiles({
       runtime: "containerd",
