@@ -430,6 +430,11 @@ containerd_config_path() {
 # first apply (its backup), so applying again never meets our own entries.
 merge_registries_yaml() {
   my_entry=$(entry_of "$2")
+  # Edits made to the merged file since our last apply would be lost: stop instead.
+  if [ -f "$my_entry/merged-sha256" ] && [ -f "$2" ] &&
+    [ "$(sha256sum <"$2" | cut -c1-64)" != "$(cat "$my_entry/merged-sha256")" ]; then
+    fail "$2 changed since the last apply; make the change in the original too (delete, edit, apply) or put back what was applied"
+  fi
   if [ -f "$my_entry/original" ]; then
     cp "$my_entry/original" "$work/yaml-base"
   elif [ -d "$my_entry" ] || [ ! -f "$2" ]; then
@@ -500,6 +505,7 @@ merge_registries_yaml() {
   ' "$work/yaml-base" 2>&1 >"$work/yaml-merged") || my_err=$(printf '%s\n%s' "$my_err" "$2: cannot be merged")
   if [ -n "$my_err" ]; then fail "cannot merge into $(printf '%s' "$my_err" | head -n 1)"; fi
   put_file yaml-merged "$2" "$3" "$4"
+  if [ -d "$my_entry" ]; then sha256sum <"$2" | cut -c1-64 >"$my_entry/merged-sha256"; fi
 }
 
 # containers-registries.conf: one [[registry]] per prefix wins, and a drop-in's entry replaces

@@ -117,6 +117,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
   describe("containerd over SSH, plain http mirror", function () {
     let worker: LabNode;
     let key: LabSshKey;
+    let plannedFiles = 0;
     let script: string;
     let commands: { create: string; delete: string };
     const resourceName = "nodes-lab-node-ssh";
@@ -152,6 +153,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       });
       commands = settings.nodes[0].commands;
       script = renderNodeScript(settings.nodes[0].plan, { nodeName: worker.name });
+      plannedFiles = settings.nodes[0].plan.files.length;
     });
 
     const apply = () =>
@@ -201,7 +203,8 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       const sums = await Promise.all(watched.map((file) => worker.checksum(file)));
       const again = await apply();
       assert.doesNotMatch(again.stdout, /wrote|restarted|backed up/);
-      assert.equal(again.stdout.match(/unchanged/g)?.length, 3);
+      // config.toml and every hosts.toml (the upstreams' and the mirror's own name).
+      assert.equal(again.stdout.match(/unchanged/g)?.length, plannedFiles);
       assert.equal(await containerdPid(worker), pidBefore);
       assert.deepEqual(await Promise.all(watched.map((file) => worker.checksum(file))), sums);
     });
@@ -420,6 +423,8 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
         ...operator.mirrors,
         "registry.k8s.io": { endpoint: [`http://${httpMirror.nodeEndpoint}`] },
         "docker.io": { endpoint: [`http://${httpMirror.nodeEndpoint}`] },
+        // The mirror's own name, which the run pod pulls.
+        [httpMirror.nodeEndpoint]: { endpoint: [`http://${httpMirror.nodeEndpoint}`] },
       });
       const again = await runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script);
       assert.match(again.stdout, /unchanged \/etc\/rancher\/k3s\/registries\.yaml/);
@@ -437,6 +442,19 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       );
       assert.equal(await rancher.checksum(file), original);
       assert.equal(await rancher.checksum("/var/lib/airgap-conformance"), "absent");
+    });
+
+    it("stops when the merged file was edited by hand since the last apply, instead of losing the edit", async function () {
+      await rancher.sh(`cat > ${file}`, { input: operatorFile });
+      await runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script);
+      await rancher.sh(`printf '%s\\n' '# a hand edit' >> ${file}`);
+      const edited = await rancher.checksum(file);
+      await assert.rejects(
+        runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script),
+        /error: \/etc\/rancher\/k3s\/registries\.yaml changed since the last apply/,
+      );
+      assert.equal(await rancher.checksum(file), edited);
+      await runLikeLocalCommand("nodes-lab-node-rancher", commands.delete, script);
     });
   });
 
