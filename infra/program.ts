@@ -318,7 +318,7 @@ export function nodeRegistryArgs(
       runtime: node.runtime as RuntimeFlavour,
       access:
         node.access.kind === "ssh"
-          ? { ...node.access, privateKey: config.nodes.sshPrivateKey! }
+          ? { ...node.access, ...node.hostKeyCheck, privateKey: config.nodes.sshPrivateKey! }
           : node.access,
     })),
     mirror: {

@@ -241,7 +241,7 @@ ensure_dir() {
 stage() {
   base64 -d >"$work/$1" || fail "cannot decode content $1"
   st_sum=$(sha256sum <"$work/$1" | cut -c1-64)
-  if [ "$st_sum" != "$2" ]; then fail "content $1 arrived damaged (its sha256 differs)"; fi
+  if [ "$st_sum" != "$2" ]; then fail "content $1 arrived damaged (its checksum does not match what was sent)"; fi
 }
 
 # Puts staged content $1 at $2 with mode $3 unless it is there already; $4: what a change needs.
@@ -743,7 +743,7 @@ run_actions() {
 
 verify_file() {
   vf_sum=$(sha256sum <"$1" | cut -c1-64)
-  if [ "$vf_sum" != "$2" ]; then fail "$1 does not hold what was written (its sha256 differs)"; fi
+  if [ "$vf_sum" != "$2" ]; then fail "$1 does not hold what was written (its checksum differs: something else changed it)"; fi
 }
 
 # After the restart: the effective config has our directory, and the CRI plugin loaded.
