@@ -64,6 +64,7 @@ export interface StackConfig {
     ginkgoArgs: string[];
     resultsDirectory: string;
     failOnTestFailures: boolean;
+    failOnNoTests: boolean;
     timeoutMinutes: number;
     startupTimeoutMinutes: number;
   };
@@ -471,6 +472,7 @@ function buildConformanceConfig(
     ginkgoArgs: values.conformanceGinkgoArgs as string[],
     resultsDirectory: values.conformanceResultsDirectory as string,
     failOnTestFailures: values.conformanceFailOnTestFailures as boolean,
+    failOnNoTests: values.conformanceFailOnNoTests as boolean,
     timeoutMinutes: atLeast("conformanceTimeoutMinutes", 1),
     startupTimeoutMinutes: atLeast("conformanceStartupTimeoutMinutes", 1),
   };
@@ -683,6 +685,7 @@ export const conformanceArgConfigKeys: Record<string, string> = {
   ginkgoArgs: "conformanceGinkgoArgs",
   resultsDirectory: "conformanceResultsDirectory",
   failOnTestFailures: "conformanceFailOnTestFailures",
+  failOnNoTests: "conformanceFailOnNoTests",
   timeoutMinutes: "conformanceTimeoutMinutes",
   startupTimeoutMinutes: "conformanceStartupTimeoutMinutes",
   conformanceImage: "imagesConformanceImage",
