@@ -18,7 +18,13 @@ import { planImageCopies } from "../components/mirror/plan";
 import { parseTransportReference } from "../core/images/e2e-images";
 import { RegistryArgsError, resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
-import { planNodeFiles, type RuntimeFlavour } from "../core/nodes";
+import {
+  basicAuthorization,
+  nodeScriptFileName,
+  planNodeFiles,
+  renderNodeScript,
+  type RuntimeFlavour,
+} from "../core/nodes";
 import {
   buildStackConfig,
   ConfigError,
@@ -143,10 +149,18 @@ function mappingLines(config: StackConfig, project: string): { source: string; t
   return plan.copies.map((copy) => ({ source: copy.source, target: copy.mirrorReference }));
 }
 
+/** Stands in for the mirror password while rendering; replaced before anything is written. */
+const reviewPassword = "review-password-placeholder";
+
 /**
  * What NodeRegistryConfig would write on a node, as files for review under nodes/<node>/...: whole
  * files as they will be, containerd's config.toml as the table that is added, /etc/hosts as the
- * block that is inserted. Mirror passwords are not rendered (they live in Pulumi secrets).
+ * block that is inserted. The mirror password is a Pulumi secret and is never rendered: where a
+ * file carries credentials, it says which config key they come from. Also
+ * nodes/<node>/node-script.sh, the exact script the node runs (`sh -s apply < node-script.sh`,
+ * `sh -s delete < node-script.sh`), for nodes whose files carry no credentials; with
+ * credentials, that script exists only where the password does (Pulumi writes it for
+ * `manual://` nodes).
  */
 function nodeFilesForReview(
   config: StackConfig,
@@ -167,6 +181,11 @@ function nodeFilesForReview(
       );
     }
   }
+  const certificateFile = config.registry.tls?.certificateFile;
+  const username = config.mirror.external
+    ? config.mirror.external.username
+    : config.registry.auth?.username;
+  const passwordKey = config.mirror.external ? "mirrorPassword" : "registryPassword";
   const plan = planNodeFiles({
     runtime: node.runtime as RuntimeFlavour,
     mirror: {
@@ -174,12 +193,26 @@ function nodeFilesForReview(
       scheme,
       caCertificate,
       skipVerify: config.mirror.insecure || undefined,
+      certificate:
+        node.runtime === "hosts" && certificateFile
+          ? readFileSync(certificateFile, "utf8")
+          : undefined,
+      auth: username ? { username, password: reviewPassword } : undefined,
     },
     upstreams: upstreamsForStack(config, project, mirrorHost),
     options: { forbidFallback: config.nodes.forbidFallback },
   });
+  const withoutPassword = (content: string): string =>
+    username
+      ? content
+          .replaceAll(
+            basicAuthorization({ username, password: reviewPassword }),
+            `Basic <base64 of ${username}:<${project}:${passwordKey}>>`,
+          )
+          .replaceAll(reviewPassword, `<${project}:${passwordKey}>`)
+      : content;
   const base = path.join("nodes", node.name);
-  return plan.files.flatMap((file) => {
+  const files = plan.files.flatMap((file) => {
     if (file.kind === "containerd-config") {
       return Object.entries(file.fragments).map(([version, fragment]) => ({
         name: path.join(base, `${file.path}.add-if-version-${version}`),
@@ -188,8 +221,11 @@ function nodeFilesForReview(
     }
     if (file.kind === "block")
       return [{ name: path.join(base, `${file.path}.block`), content: file.block }];
-    return [{ name: path.join(base, file.path), content: file.content }];
+    return [{ name: path.join(base, file.path), content: withoutPassword(file.content) }];
   });
+  if (plan.secret) return files;
+  const script = renderNodeScript(plan, { nodeName: node.name });
+  return [...files, { name: path.join(base, nodeScriptFileName), content: script }];
 }
 
 /** Every file `render` writes, computed before anything is written. */
