@@ -158,14 +158,18 @@ export function renderManifest(dir: string, files: string[]): string {
   return files.map((file) => `${sha256(path.join(dir, file))}  ${file}\n`).join("");
 }
 
-/** Project paths that do not travel: VCS data, local scratch, results and build output. */
-const projectExcludes = new Set([
+/**
+ * Project paths that do not travel: VCS data, local scratch, results, build output, and the
+ * scripts written for manual nodes (they may hold the mirror password).
+ */
+export const projectExcludes = new Set([
   ".git",
   ".lab",
   "conformance-results",
   "results",
   "bench/out",
   "dist",
+  "node-scripts",
   "node_modules/.cache",
 ]);
 

@@ -6,6 +6,7 @@ import {
   missingPlugins,
   pluginArchiveName,
   pluginCacheDirectory,
+  projectExcludes,
   providerPlugins,
   runBundleCli,
   type ProviderPlugin,
@@ -101,6 +102,17 @@ describe("carry-in bundle", function () {
     assert.equal(result.code, 1);
     assert.match(result.stderr, /--images .*: no images\.lock\.json; export the images first/);
     assert.equal(existsSync(out), false);
+  });
+
+  it("leaves out every directory git ignores but node_modules (results, scratch, node scripts)", function () {
+    const ignored = readFileSync(path.join(__dirname, "../../../.gitignore"), "utf8")
+      .split("\n")
+      .map((line) => line.trim())
+      .filter((line) => line !== "" && !line.startsWith("#") && line.endsWith("/"))
+      .map((line) => line.replace(/\/$/, ""))
+      .filter((dir) => dir !== "node_modules");
+    assert.ok(ignored.includes("node-scripts"));
+    for (const dir of ignored) assert.ok(projectExcludes.has(dir), dir);
   });
 
   it("--help exits 0; verify of a non-bundle names the manifest", function () {
