@@ -5,13 +5,17 @@
  *   npm run cli -- mapping --stack dev            source -> mirror reference
  *   npm run cli -- render  --stack dev --out DIR  repo list, mapping and lists for review
  *   npm run cli -- --help                         usage; `<command> --help` for one command
+ *   npm run cli -- images  --conformance-image docker://registry.k8s.io/conformance:v1.33.4
+ *                          the image set that conformance image's own e2e.test lists
  *
  * `--stack NAME` reads Pulumi.NAME.yaml next to Pulumi.yaml; `--file PATH` reads any stack file.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/actions/e2e-images";
 import { planImageCopies } from "../components/mirror/plan";
+import { parseTransportReference } from "../core/images/e2e-images";
 import { RegistryArgsError, resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
 import { planNodeFiles, type RuntimeFlavour } from "../core/nodes";
@@ -54,6 +58,7 @@ Nothing is written unless everything could be rendered. Passwords are never rend
 };
 
 const usage = `usage: airgap <command> (--stack NAME | --file PATH) [--out DIR] [--json]
+       airgap images --conformance-image (docker://IMAGE | oci:DIR:TAG) [--insecure] [--platform OS/ARCH] [--cache-dir DIR]
 
 Offline: reads a stack file with the program's own config code; needs no Pulumi, no cluster
 and no network.
@@ -324,9 +329,59 @@ export function runCli(argv: string[]): CliResult {
   }
 }
 
+/**
+ * `images --conformance-image REF`: the image set the conformance image's own e2e.test lists,
+ * normalised, one per line; nothing from a shipped list. Reads the image (skopeo) and runs
+ * e2e.test on this machine; the list is cached by the image's digest.
+ */
+export async function runConformanceImageCli(argv: string[]): Promise<CliResult> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        "conformance-image": { type: "string" },
+        insecure: { type: "boolean" },
+        platform: { type: "string" },
+        "cache-dir": { type: "string" },
+      },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${usage}\n` };
+  }
+  const reference = parsed.values["conformance-image"];
+  if (parsed.positionals.join(" ") !== "images" || reference === undefined) {
+    return { code: 2, stdout: "", stderr: `${usage}\n` };
+  }
+  try {
+    const transport = parseTransportReference(reference);
+    const derived = await deriveE2eImages(transport, {
+      cacheDirectory: parsed.values["cache-dir"] ?? defaultE2eImagesCache(),
+      platform: parsed.values.platform,
+      access:
+        transport.transport === "docker" && parsed.values.insecure
+          ? { host: transport.reference.registry, scheme: "https", insecureSkipVerify: true }
+          : undefined,
+    });
+    return {
+      code: 0,
+      stdout: `${derived.images.join("\n")}\n`,
+      stderr: `# ${derived.images.length} images from e2e.test of ${reference} (${derived.digest}, ${derived.platform}${derived.cached ? ", cached" : ""})\n`,
+    };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${(error as Error).message}\n` };
+  }
+}
+
 if (require.main === module) {
-  const result = runCli(process.argv.slice(2));
-  process.stdout.write(result.stdout);
-  process.stderr.write(result.stderr);
-  process.exitCode = result.code;
+  const argv = process.argv.slice(2);
+  const pending = argv.some((arg) => arg.startsWith("--conformance-image"))
+    ? runConformanceImageCli(argv)
+    : Promise.resolve(runCli(argv));
+  void pending.then((result) => {
+    process.stdout.write(result.stdout);
+    process.stderr.write(result.stderr);
+    process.exitCode = result.code;
+  });
 }

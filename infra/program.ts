@@ -15,6 +15,7 @@ import {
   nodeArgConfigKeys,
   type StackConfig,
 } from "./config";
+import { fallbackWarning, type StackE2eImages } from "./e2e-images";
 import { imageSetForStack, upstreamsForStack, withImageConfigKeys } from "./images";
 
 /** Stack outputs of the program. */
@@ -39,8 +40,11 @@ export interface ProgramOutputs {
   conformanceSkipped?: pulumi.Output<number>;
   conformanceTotal?: pulumi.Output<number>;
   conformanceFailedTests?: pulumi.Output<string[]>;
+  conformanceFailures?: pulumi.Output<Array<{ name: string; state: string; message: string }>>;
   conformanceResultsDirectory?: pulumi.Output<string>;
   conformanceImage?: pulumi.Output<string>;
+  /** The suite's image list as read from the conformance image's own e2e.test. */
+  e2eImageList?: { conformanceImage: string; digest: string; count: number };
   imageCatalog?: {
     kubernetesVersion: string;
     kind: string;
@@ -143,7 +147,11 @@ function mirrorDestination(
 }
 
 /** Declares the environment for one stack: registry -> mirrored images -> conformance run. */
-export function defineProgram(config: StackConfig, project = pulumi.getProject()): ProgramOutputs {
+export function defineProgram(
+  config: StackConfig,
+  project = pulumi.getProject(),
+  e2eImages: StackE2eImages = { kind: "off" },
+): ProgramOutputs {
   const outputs: ProgramOutputs = {};
   let registry: RegistryContainer | undefined;
   if (config.registry.enabled) {
@@ -157,14 +165,19 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
 
   let mirror: ImageMirror | undefined;
   if (config.images.enabled) {
-    const imageSet = imageSetForStack(config, project);
+    const imageSet = imageSetForStack(config, project, undefined, e2eImages);
     for (const image of imageSet.unmirrorable) {
       pulumi.log.info(`not mirrored: ${image.canonical} (${image.reason})`);
     }
-    if (imageSet.catalog && !imageSet.catalog.completeness.complete) {
-      pulumi.log.warn(
-        `the image catalog for Kubernetes ${imageSet.catalog.kubernetesVersion} is a ${imageSet.catalog.provenance.kind} and not known to be complete: ${imageSet.catalog.completeness.caveats.join("; ")}. Add \`e2e.test --list-images\` output of your conformance image as imagesListFiles to be sure.`,
-      );
+    if (imageSet.catalog && e2eImages.kind === "fallback") {
+      pulumi.log.warn(fallbackWarning(e2eImages, imageSet.catalog.kubernetesVersion));
+    }
+    if (e2eImages.kind === "derived") {
+      outputs.e2eImageList = {
+        conformanceImage: e2eImages.conformanceImage,
+        digest: e2eImages.digest,
+        count: e2eImages.images.length,
+      };
     }
     const { destination, password } = mirrorDestination(config, registry);
     const sourceRegistry =
@@ -221,18 +234,19 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
 
   let nodes: NodeRegistryConfig | undefined;
   if (config.nodes.list.length > 0) {
-    nodes = declareNodes(config, project, registry, mirror);
+    nodes = declareNodes(config, project, registry, mirror, e2eImages);
     outputs.nodeFiles = nodes.nodes;
   }
 
   if (config.conformance.enabled) {
-    const run = declareConformanceRun(config, project, registry, mirror, nodes);
+    const run = declareConformanceRun(config, project, registry, mirror, nodes, e2eImages);
     outputs.conformanceVerdict = run.verdict;
     outputs.conformancePassed = run.passed;
     outputs.conformanceFailed = run.failed;
     outputs.conformanceSkipped = run.skipped;
     outputs.conformanceTotal = run.total;
     outputs.conformanceFailedTests = run.failedTests;
+    outputs.conformanceFailures = run.failures;
     outputs.conformanceResultsDirectory = run.resultsDirectory;
     outputs.conformanceImage = run.conformanceImage;
   }
@@ -245,6 +259,7 @@ function declareNodes(
   project: string,
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
+  e2eImages: StackE2eImages,
 ): NodeRegistryConfig {
   const key = (name: string) => `${project}:${name}`;
   const { destination, password } = mirrorDestination(
@@ -306,7 +321,7 @@ function declareNodes(
                 ? { username: destination.access.username, password }
                 : undefined,
           },
-          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint),
+          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint, e2eImages),
           forbidFallback: config.nodes.forbidFallback,
         },
         { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
@@ -321,6 +336,7 @@ function declareConformanceRun(
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
   nodes: NodeRegistryConfig | undefined,
+  e2eImages: StackE2eImages,
 ): ConformanceRun {
   const key = (name: string) => `${project}:${name}`;
   if (mirror && config.images.destination === "archive") {
@@ -371,8 +387,10 @@ function declareConformanceRun(
           resultsImage: config.images.resultsImage,
           extraImages: config.images.extra,
           imageListFiles: config.images.listFiles,
+          e2eImages: e2eImages.kind === "derived" ? [...e2eImages.images] : undefined,
           resultsDirectory: config.conformance.resultsDirectory,
           failOnTestFailures: config.conformance.failOnTestFailures,
+          failOnNoTests: config.conformance.failOnNoTests,
           timeoutMinutes: config.conformance.timeoutMinutes,
           startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
         },
