@@ -126,7 +126,13 @@ function child(args: string[]): Measurement {
     ["-r", "ts-node/register/transpile-only", __filename, "--child", ...args],
     { cwd: path.resolve(__dirname, ".."), encoding: "utf8", maxBuffer: 64 * 1024 * 1024 },
   );
-  const line = result.stdout.trim().split("\n").pop() ?? "";
+  // The measurement is the last JSON line; the program's own log lines may follow it.
+  const line =
+    result.stdout
+      .trim()
+      .split("\n")
+      .reverse()
+      .find((candidate) => candidate.startsWith("{")) ?? "";
   if (result.status !== 0 || !line.startsWith("{")) {
     throw new Error(`measurement ${args.join(" ")} failed:\n${result.stderr}${result.stdout}`);
   }

@@ -4,9 +4,9 @@
  *   npm run cli -- images  --stack dev            the images the stack mirrors, and why
  *   npm run cli -- mapping --stack dev            source -> mirror reference
  *   npm run cli -- render  --stack dev --out DIR  repo list, mapping and lists for review
- *   npm run cli -- --help                         usage; `<command> --help` for one command
  *   npm run cli -- images  --conformance-image docker://registry.k8s.io/conformance:v1.33.4
  *                          the image set that conformance image's own e2e.test lists
+ *   npm run cli -- --help                         usage; `<command> --help` for one command
  *
  * `--stack NAME` reads Pulumi.NAME.yaml next to Pulumi.yaml; `--file PATH` reads any stack file.
  */
@@ -34,12 +34,17 @@ import { readStackFile } from "../infra/stack-file";
 /** What each subcommand does and prints; `airgap <command> --help` shows one. */
 export const commandHelp: Record<string, string> = {
   images: `airgap images (--stack NAME | --file PATH) [--json]
+airgap images --conformance-image (docker://IMAGE | oci:DIR:TAG) [--insecure] [--platform OS/ARCH] [--cache-dir DIR]
 
 Lists every image the stack mirrors, one per line: the canonical reference, a tab, and why it is
 in the set (catalog <minor>, conformance, results, config imagesExtra[i], list file <file>:<line>).
 A first "# catalog" line says which image list was used and whether it is known to be complete;
 "# not mirrored:" lines name images the suite uses that cannot be mirrored, and why.
---json prints the whole image set as JSON.`,
+--json prints the whole image set as JSON.
+
+With --conformance-image: the images that conformance image's own e2e.test lists, one per line
+(a summary line with the image's digest on stderr). Reads the image with skopeo and runs its
+e2e.test here (this one needs the image's registry, or an OCI layout); cached by digest.`,
   mapping: `airgap mapping (--stack NAME | --file PATH) [--json]
 
 Prints "<source> -> <mirror reference>" per image: the name nodes and the run pod use in the
@@ -58,13 +63,13 @@ Nothing is written unless everything could be rendered. Passwords are never rend
 };
 
 const usage = `usage: airgap <command> (--stack NAME | --file PATH) [--out DIR] [--json]
-       airgap images --conformance-image (docker://IMAGE | oci:DIR:TAG) [--insecure] [--platform OS/ARCH] [--cache-dir DIR]
 
 Offline: reads a stack file with the program's own config code; needs no Pulumi, no cluster
 and no network.
 
 commands:
-  images    the images the stack mirrors, and why each is there
+  images    the images the stack mirrors, and why each is there (or, with
+            --conformance-image, the list that image's e2e.test prints)
   mapping   source -> mirror (or archive) reference per image
   render    the repo list, mapping, image lists and node files, written to --out DIR
 
@@ -348,11 +353,11 @@ export async function runConformanceImageCli(argv: string[]): Promise<CliResult>
       },
     });
   } catch (error) {
-    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${usage}\n` };
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${commandHelp.images}\n` };
   }
   const reference = parsed.values["conformance-image"];
   if (parsed.positionals.join(" ") !== "images" || reference === undefined) {
-    return { code: 2, stdout: "", stderr: `${usage}\n` };
+    return { code: 2, stdout: "", stderr: `${commandHelp.images}\n` };
   }
   try {
     const transport = parseTransportReference(reference);
@@ -376,9 +381,11 @@ export async function runConformanceImageCli(argv: string[]): Promise<CliResult>
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
-  const pending = argv.some((arg) => arg.startsWith("--conformance-image"))
-    ? runConformanceImageCli(argv)
-    : Promise.resolve(runCli(argv));
+  const helpAsked = argv.includes("--help") || argv.includes("-h");
+  const pending =
+    !helpAsked && argv.some((arg) => arg.startsWith("--conformance-image"))
+      ? runConformanceImageCli(argv)
+      : Promise.resolve(runCli(argv));
   void pending.then((result) => {
     process.stdout.write(result.stdout);
     process.stderr.write(result.stderr);

@@ -282,7 +282,11 @@ export function createBundle(options: BundleOptions): BundleResult {
       throw new BundleError(`--add ${file}: not a file`);
   }
   if (existsSync(out)) throw new BundleError(`--out ${out} exists; give a new directory`);
-  if (out === root || out.startsWith(`${root}${path.sep}`)) {
+  const insideProject = path.relative(root, out).split(path.sep).join("/");
+  const excluded = [...projectExcludes].some(
+    (dir) => insideProject === dir || insideProject.startsWith(`${dir}/`),
+  );
+  if ((out === root || !insideProject.startsWith("..")) && !excluded) {
     throw new BundleError(`--out ${out} is inside the project; give a directory outside it`);
   }
 
@@ -291,14 +295,19 @@ export function createBundle(options: BundleOptions): BundleResult {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(work, { recursive: true });
   try {
-    cpSync(root, path.join(work, "project"), {
-      recursive: true,
-      verbatimSymlinks: true,
-      filter: (source) => {
-        const relative = path.relative(root, source).split(path.sep).join("/");
-        return !projectExcludes.has(relative);
-      },
-    });
+    // Entry by entry: the bundle may be written under an excluded directory (e.g. .lab), and a
+    // copy of the whole root would contain its own destination.
+    for (const entry of readdirSync(root)) {
+      if (projectExcludes.has(entry)) continue;
+      cpSync(path.join(root, entry), path.join(work, "project", entry), {
+        recursive: true,
+        verbatimSymlinks: true,
+        filter: (source) => {
+          const relative = path.relative(root, source).split(path.sep).join("/");
+          return !projectExcludes.has(relative);
+        },
+      });
+    }
 
     mkdirSync(path.join(work, "plugins"));
     const bundled = plugins.map((plugin) => {

@@ -3,6 +3,14 @@ import { renderRepoList } from "../../core/images/repo-list";
 import { readLock, type LockDocument } from "./actions/archive";
 import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
 import { archiveLockProvider, mirroredImageProvider } from "./provider";
+import type { CopyLocation } from "./actions/skopeo";
+import {
+  planTransfer,
+  transferPlanLine,
+  transferSummaryLine,
+  type CopyReport,
+  type TransferPlan,
+} from "./progress";
 import type { CopyCredentials, MirroredImageInputs, PlatformBytes } from "./provider-runtime";
 
 export type { ImageDestination, ImageSource } from "./plan";
@@ -38,11 +46,24 @@ export interface ImageMirrorArgs {
   readonly deleteOnDestroy?: boolean;
 }
 
+/** The location with the password for its registry host, when one is known. */
+function withAccessPassword(
+  location: CopyLocation,
+  passwordFor: (host: string) => string | undefined,
+): CopyLocation {
+  if (location.transport !== "docker") return location;
+  const password = passwordFor(location.access.host);
+  return password === undefined
+    ? location
+    : { ...location, access: { ...location.access, password } };
+}
+
 /** A dynamic resource per image, so previews list exactly which images are added or removed. */
 class MirroredImage extends pulumi.dynamic.Resource {
   declare public readonly digest: pulumi.Output<string>;
   declare public readonly source: pulumi.Output<string>;
   declare public readonly mirrorReference: pulumi.Output<string>;
+  declare public readonly lastCopy: pulumi.Output<CopyReport | undefined>;
   /** With platforms chosen: bytes of every platform, of the chosen ones, and saved (known at preview). */
   declare public readonly platformBytes: pulumi.Output<PlatformBytes | undefined>;
 
@@ -50,7 +71,7 @@ class MirroredImage extends pulumi.dynamic.Resource {
     super(
       mirroredImageProvider,
       name,
-      { ...inputs, digest: undefined, platformBytes: undefined },
+      { ...inputs, digest: undefined, lastCopy: undefined, platformBytes: undefined },
       opts,
       "mirror",
       "MirroredImage",
@@ -79,6 +100,8 @@ export class ImageMirror extends pulumi.ComponentResource {
   /** Upstream registries the images come from: each needs mirror configuration on the nodes. */
   public readonly upstreamRegistries: pulumi.Output<string[]>;
   public readonly imageCount: pulumi.Output<number>;
+  /** Before copying: images already in the destination, images to copy and their bytes. */
+  public readonly transferPlan: pulumi.Output<TransferPlan>;
   /**
    * Bytes not copied because platforms were chosen (images whose size could be read); shown by
    * a preview. 0 when every platform is copied.
@@ -203,6 +226,39 @@ export class ImageMirror extends pulumi.ComponentResource {
     }
     this.upstreamRegistries = pulumi.output([...plan.mapping.upstreamRegistries]);
     this.imageCount = pulumi.output(plan.copies.length);
+
+    // Progress in the update's output: what is left to copy (preview and up), and once every
+    // copy is done, what this update moved.
+    const updateStartedAt = new Date();
+    const destinationName =
+      args.destination.kind === "archive"
+        ? `the archive ${args.destination.directory}`
+        : "the mirror";
+    const passwords = pulumi.all([args.mirrorPassword, pulumi.all(args.sourcePasswords ?? {})]);
+    this.transferPlan = pulumi.unsecret(
+      passwords.apply(async ([mirrorPassword, sourcePasswords]) => {
+        const transfer = await planTransfer(
+          plan.copies.map((copy) => ({
+            request: {
+              ...copy.request,
+              from: withAccessPassword(
+                copy.request.from,
+                (host) => sourcePasswords[host] ?? sourcePasswords[copy.source.split("/")[0]],
+              ),
+              to: withAccessPassword(copy.request.to, () => mirrorPassword),
+            },
+            expectedDigest: copy.expectedDigest,
+          })),
+        );
+        await pulumi.log.info(transferPlanLine(transfer, destinationName), this);
+        return transfer;
+      }),
+    );
+    if (!pulumi.runtime.isDryRun() && images.length > 0) {
+      pulumi
+        .all(images.map((image) => image.lastCopy))
+        .apply((reports) => pulumi.log.info(transferSummaryLine(reports, updateStartedAt), this));
+    }
     const choosesPlatforms = plan.copies.some(
       (copy) => copy.request.platform !== undefined || copy.request.platforms !== undefined,
     );
@@ -212,6 +268,7 @@ export class ImageMirror extends pulumi.ComponentResource {
           .apply((entries) => entries.reduce((total, entry) => total + (entry?.saved ?? 0), 0))
       : pulumi.output(0);
     this.registerOutputs({
+      transferPlan: this.transferPlan,
       mapping: this.mapping,
       lock: this.lock,
       repoList: this.repoList,

@@ -1,4 +1,4 @@
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import { existsSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import {
@@ -11,11 +11,13 @@ import {
 import { RegistryRequestError, sharedRegistryClient } from "./actions/registry-client";
 import {
   copyRegistryImage,
+  emptyCopyStats,
   platformBytes,
   UnsupportedByCopierError,
   type RegistryCopyStats,
 } from "./actions/registry-copy";
 import { copyImage, type CopyLocation, type CopyOptions, type CopyRequest } from "./actions/skopeo";
+import { copyReportLine, imageBytes, type CopyReport } from "./progress";
 
 /**
  * What the mirror's dynamic providers do (see provider.ts for how the engine reaches this code).
@@ -64,6 +66,8 @@ export interface CheckedMirroredImageInputs extends MirroredImageInputs {
 export interface MirroredImageOutputs extends MirroredImageInputs {
   /** Digest the destination holds. */
   digest: string;
+  /** The last copy this resource made: bytes, retries, time (for the update's summary). */
+  lastCopy?: CopyReport;
 }
 
 function withPassword(location: CopyLocation, password: string | undefined): CopyLocation {
@@ -133,19 +137,63 @@ export async function copyWithEngine(
   return copyImage(request, options);
 }
 
+/**
+ * Where the provider's progress lines go. `pulumi.log` reaches the update's output: through the
+ * engine when the provider is connected to it, else through the provider's stdout, which the
+ * engine shows. Replaceable for tests.
+ */
+export const progress = {
+  info: (message: string): void => void pulumi.log.info(message),
+  warn: (message: string): void => void pulumi.log.warn(message),
+};
+
+/** Bytes a finished copy moved: what the registry copier uploaded, else the image's blobs. */
+async function copiedBytes(
+  request: CopyRequest,
+  stats: RegistryCopyStats,
+): Promise<number | undefined> {
+  if (stats.blobsUploaded + stats.blobsMounted + stats.blobsPresent > 0) return stats.bytesUploaded;
+  const archiveSide = request.from.transport === "oci" ? request.from : request.to;
+  if (archiveSide.transport !== "oci") return undefined;
+  try {
+    return await imageBytes(request, archiveSide);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Copies the image (verifying an archive source first) and checks the resulting digest. */
 export async function performCopy(inputs: MirroredImageInputs): Promise<MirroredImageOutputs> {
   const request = requestWithCredentials(inputs.request, inputs.credentials);
   if (request.from.transport === "oci") {
     await verifyArchivedImage(request.from.directory, request.from.refName, inputs.expectedDigest);
   }
-  const digest = await copyWithEngine(request, { retries: inputs.retries });
+  const started = Date.now();
+  const stats = emptyCopyStats();
+  let retries = 0;
+  const digest = await copyWithEngine(request, {
+    retries: inputs.retries,
+    stats,
+    onRetry: ({ attempt, of, delayMs, reason }) => {
+      retries++;
+      progress.warn(
+        `${inputs.source}: retry ${attempt} of ${of} in ${(delayMs / 1000).toFixed(0)} s (${reason})`,
+      );
+    },
+  });
   if (inputs.expectedDigest && digest !== inputs.expectedDigest) {
     throw new Error(
       `${inputs.source}: copied ${digest}, but ${inputs.expectedDigest} was expected (the source changed since it was pinned)`,
     );
   }
-  return { ...inputs, digest };
+  const lastCopy: CopyReport = {
+    bytes: await copiedBytes(request, stats),
+    retries,
+    seconds: (Date.now() - started) / 1000,
+    finishedAt: new Date().toISOString(),
+  };
+  progress.info(copyReportLine(inputs.source, lastCopy));
+  return { ...inputs, digest, lastCopy };
 }
 
 /** Whether the stored passwords differ from the configured ones. Pure. */

@@ -5,7 +5,6 @@ import {
   chmodSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -21,6 +20,7 @@ import { renderLock, verifyArchivedImage } from "../../components/mirror/actions
 import { run } from "../lab/exec";
 import { labDir, projectRoot } from "../lab/paths";
 import { labRegistryImage } from "../lab/registry-image";
+import { scratchDir } from "../scratch";
 
 const sha256 = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
 
@@ -83,7 +83,7 @@ describe("carry-in bundle, written and verified for real", function () {
   let imageDigest: string;
 
   before(async function () {
-    scratch = mkdtempSync(path.join(labDir, "bundle-"));
+    scratch = scratchDir("bundle-", labDir);
     const cache = path.join(scratch, "plugin-cache");
     fakePluginCache(cache, plugins);
     const images = path.join(scratch, "exported-images");

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { detectKubernetesVersion } from "../../components/conformance/detect-version";
 import {
@@ -20,6 +20,7 @@ import { run, runShell } from "../lab/exec";
 import { labDir } from "../lab/paths";
 import { startLabRegistry, type LabRegistry } from "../lab/registries";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
+import { scratchDir } from "../scratch";
 
 const fixtures = path.resolve(__dirname, "..", "fixtures", "conformance");
 const fixture = (name: string) => readFileSync(path.join(fixtures, name), "utf8");
@@ -53,7 +54,7 @@ function input(overrides: Partial<ConformanceRunInput>): ConformanceRunInput {
     kubernetesVersion: "v1.31.4+k3s1",
     mirror: { endpoint: "10.0.0.5:5000", authenticated: false },
     kubeconfig: "/dev/null",
-    resultsDirectory: mkdtempSync(path.join(labDir, "conformance-results-")),
+    resultsDirectory: scratchDir("conformance-results-", labDir),
     stack: "it",
     pollIntervalSeconds: 1,
     progressIntervalSeconds: 1,
@@ -234,7 +235,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("detects the server version for kubernetesVersion auto", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       serverVersion: "v1.31.4+k3s1",
       pod: () => undefined,
       files: () => ({}),
@@ -246,7 +247,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
   });
 
   it("says auto cannot detect a version when no API server answers, naming the argument", async function () {
-    const dir = mkdtempSync(path.join(labDir, "fake-api-"));
+    const dir = scratchDir("fake-api-", labDir);
     server = await startFakeApiServer({ dir, pod: () => undefined, files: () => ({}) });
     const kubeconfig = server.kubeconfig;
     await server.close();
@@ -260,7 +261,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
   it("waits, reports progress, downloads both files and reports the failures", async function () {
     let finished = false;
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: (n) => {
         if (n < 1) return pod("pod-creating.json");
         if (n < 3) return pod("pod-running.json");
@@ -350,7 +351,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("keeps the up green on failed tests when failOnTestFailures is false", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => pod("pod-finished-exit-1.json"),
       files: () => ({ [e2eLog]: fixture("e2e-failed.log"), [junit]: fixture("junit-failed.xml") }),
     });
@@ -365,7 +366,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("fails the up when no spec ran, unless failOnNoTests is false", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => pod("pod-finished.json"),
       files: () => ({ [e2eLog]: fixture("e2e-empty.log"), [junit]: fixture("junit-empty.xml") }),
     });
@@ -385,7 +386,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
   it("at the run's own timeout deletes the pod, keeps the partial log and junit, and every process's namespaces", async function () {
     const ids = ["1abf14f2-15f4-4804-9118-d08ee59b4c85", "5c2e7d0a-8b1f-4e3a-9c6d-0f1e2d3c4b5a"];
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => pod("pod-running.json"),
       files: () => ({
         [e2eLog]: fixture("e2e-v1.33-parallel-partial.log"),
@@ -427,7 +428,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("fails fast on ImagePullBackOff, naming the container and the image", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => pod("pod-image-pull-backoff.json"),
       files: () => ({}),
     });
@@ -445,7 +446,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
   it("reports a pod deleted mid-run, keeps the partial log and deletes the suite's namespaces", async function () {
     const e2eRunId = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: (n) => (n < 2 ? pod("pod-running.json") : undefined),
       files: () => ({ [e2eLog]: fixture("e2e-truncated.log") }),
       namespaces: [
@@ -472,7 +473,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("reports an evicted pod with the kubelet's reason", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: (n) => (n < 1 ? pod("pod-running.json") : pod("pod-evicted.json")),
       files: () => ({ [e2eLog]: fixture("e2e-truncated.log") }),
     });
@@ -488,7 +489,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("rejects a junit file that is not XML, keeping it and the log", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => pod("pod-finished.json"),
       files: () => ({ [e2eLog]: fixture("e2e-passed.log"), [junit]: fixture("junit-cut.xml") }),
     });
@@ -502,7 +503,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("fails clearly when the suite ended without writing junit_01.xml", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => pod("pod-finished-exit-1.json"),
       files: () => ({ [e2eLog]: fixture("e2e-truncated.log") }),
     });
@@ -516,12 +517,12 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
 
   it("fails naming resultsDirectory when it cannot be written", async function () {
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => pod("pod-finished.json"),
       files: () => ({}),
     });
     // Below a regular file no one can create a directory, root included.
-    const file = path.join(mkdtempSync(path.join(labDir, "results-")), "a-file");
+    const file = path.join(scratchDir("results-", labDir), "a-file");
     writeFileSync(file, "");
     const plan = { ...planFor(server), resultsDirectory: path.join(file, "lab", "1") };
     const result = await runActionCommand("run", plan, mirror);
@@ -535,7 +536,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
       "5c2e7d0a-8b1f-4e3a-9c6d-0f1e2d3c4b5a",
     ];
     server = await startFakeApiServer({
-      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      dir: scratchDir("fake-api-", labDir),
       pod: () => undefined,
       files: () => ({}),
       namespaces: [

@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { deriveE2eImages } from "../../components/mirror/actions/e2e-images";
 import { bastionPlatform, parseTransportReference } from "../../core/images/e2e-images";
 import { run } from "../lab/exec";
 import { labDir } from "../lab/paths";
 import { startLabRegistry, type LabRegistry } from "../lab/registries";
+import { scratchDir } from "../scratch";
 import {
   makeLayer,
   makeManifest,
@@ -92,12 +93,12 @@ function cli(args: string[]) {
 describe("the image set from the conformance image's own e2e.test", function () {
   let layout: string;
   before(async function () {
-    layout = mkdtempSync(path.join(labDir, "conformance-layout-"));
+    layout = scratchDir("conformance-layout-", labDir);
     await writeConformanceLayout(layout);
   });
 
   it("CLI: reads e2e.test of this platform from the top layer, prints the list normalised, then reuses it by digest", async function () {
-    const cache = mkdtempSync(path.join(labDir, "e2e-images-cache-"));
+    const cache = scratchDir("e2e-images-cache-", labDir);
     const args = [
       "images",
       "--conformance-image",
@@ -125,7 +126,7 @@ describe("the image set from the conformance image's own e2e.test", function () 
   });
 
   it("CLI: says so when e2e.test was deleted by a later layer, and rejects a reference without transport", async function () {
-    const cache = mkdtempSync(path.join(labDir, "e2e-images-cache-"));
+    const cache = scratchDir("e2e-images-cache-", labDir);
     const deleted = await cli([
       "images",
       "--conformance-image",
@@ -167,7 +168,7 @@ describe("the image set from the conformance image's own e2e.test", function () 
     after(async () => registry?.stop());
 
     it("reads the same list through the registry, over plain http when told the registry is insecure", async function () {
-      const cache = mkdtempSync(path.join(labDir, "e2e-images-cache-"));
+      const cache = scratchDir("e2e-images-cache-", labDir);
       const derived = await deriveE2eImages(
         parseTransportReference(`docker://${registry!.endpoint}/conformance:v1.33.4`),
         { cacheDirectory: cache, access: { host: registry!.endpoint, scheme: "http" } },

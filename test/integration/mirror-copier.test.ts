@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import {
   RegistryClient,
@@ -29,6 +29,7 @@ import {
   writeOciLayout,
 } from "../lab/synthetic-images";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
+import { scratchDir } from "../scratch";
 
 function accessOf(registry: LabRegistry): RegistryAccess {
   return {
@@ -342,7 +343,7 @@ describe("the registry copier when the upstream dies in the middle of a blob", f
       startLabRegistry({ name: "lab-copier-upstream-fragile" }),
       startLabRegistry({ name: "lab-copier-after-kill" }),
     ]);
-    layout = mkdtempSync(path.join(labDir, "copier-big-"));
+    layout = scratchDir("copier-big-", labDir);
     const image = singlePlatformImage(
       makeManifest([await makeRandomLayer("big.bin", 192 * 1024 * 1024)], {
         os: "linux",

@@ -8,8 +8,7 @@ import {
   type RecordedResource,
 } from "./harness";
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import * as os from "node:os";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConformanceRun, type ConformanceRunArgs } from "../../components/conformance";
@@ -22,10 +21,11 @@ import {
   withSpecPodName,
 } from "../../core/conformance";
 import { renderRepoList } from "../../core/images";
+import { scratchDir } from "../scratch";
 
 const password = "mock-mirror-password-never-in-clear";
 const repoList = renderRepoList({ mirrorHost: "10.0.0.5:5000" });
-const work = mkdtempSync(path.join(os.tmpdir(), "conformance-mocks-"));
+const work = scratchDir("conformance-mocks-");
 const kubeconfig = path.join(work, "kubeconfig");
 writeFileSync(
   kubeconfig,

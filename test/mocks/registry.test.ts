@@ -1,8 +1,7 @@
 import { recorded, resourcesOf, only, settle, valueOf } from "./harness";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import * as os from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -15,6 +14,7 @@ import { stackLabel } from "../../components/registry/port-check";
 import { htpasswdMatches } from "../../components/registry/htpasswd";
 import { dockerLoadScript, dockerUnloadScript } from "../../components/registry/image-load";
 import { registryContainerSpec, resolveRegistrySettings } from "../../components/registry/spec";
+import { scratchDir } from "../scratch";
 
 const fixtures = path.resolve(__dirname, "..", "fixtures");
 const certificateFile = path.join(fixtures, "registry.crt");
@@ -133,7 +133,7 @@ describe("RegistryContainer (mocks)", function () {
   describe("loading the image from a tar on a remote engine", function () {
     let tarFile: string;
     before(async function () {
-      tarFile = path.join(mkdtempSync(path.join(os.tmpdir(), "registry-tar-")), "registry.tar");
+      tarFile = path.join(scratchDir("registry-tar-"), "registry.tar");
       writeFileSync(tarFile, "pretend image tar");
       const registry = new RegistryContainer("remote", {
         imageTar: tarFile,

@@ -346,6 +346,12 @@ export async function copyRegistryImage(
         );
         throw new ImageCopyError(request.source, kind, copyFailureMessage(request, kind, detail));
       }
+      options.onRetry?.({
+        attempt: attempt + 1,
+        of: delays.length,
+        delayMs: delays[attempt],
+        reason: redactCredentials(error instanceof Error ? error.message : String(error), secrets),
+      });
       await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
     }
   }

@@ -211,6 +211,8 @@ export interface CopyOptions {
   retries?: number;
   /** First backoff delay in ms. Default 1000. */
   backoffMs?: number;
+  /** Told before each retry: which one, the wait before it, and the failure (no credentials). */
+  onRetry?: (retry: { attempt: number; of: number; delayMs: number; reason: string }) => void;
 }
 
 /** Copies one image and returns the digest written to the destination. */
@@ -241,6 +243,12 @@ export async function copyImage(request: CopyRequest, options: CopyOptions = {})
         );
         throw new ImageCopyError(request.source, kind, copyFailureMessage(request, kind, detail));
       }
+      options.onRetry?.({
+        attempt: attempt + 1,
+        of: delays.length,
+        delayMs: delays[attempt],
+        reason: redactCredentials(result.stderr.trim().split("\n").slice(-1).join(""), secrets),
+      });
       await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
     }
   } finally {

@@ -1,14 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  chmodSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import * as os from "node:os";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import {
   createBundle,
@@ -19,6 +10,7 @@ import {
   runBundleCli,
   type ProviderPlugin,
 } from "../../../cli/bundle";
+import { scratchDir } from "../../scratch";
 
 const packageJson = JSON.parse(
   readFileSync(path.join(__dirname, "../../../package.json"), "utf8"),
@@ -38,7 +30,7 @@ function fakePluginCache(dir: string, plugins: ProviderPlugin[]): void {
 describe("carry-in bundle", function () {
   let scratch: string;
   beforeEach(function () {
-    scratch = mkdtempSync(path.join(os.tmpdir(), "bundle-unit-"));
+    scratch = scratchDir("bundle-unit-");
   });
   afterEach(function () {
     rmSync(scratch, { recursive: true, force: true });

@@ -1,21 +1,11 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import * as os from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { commandHelp, runCli } from "../../../cli/airgap";
 import { renderRepoList } from "../../../core/images/repo-list";
+import { scratchDir } from "../../scratch";
 
 describe("offline CLI", function () {
-  const scratch: string[] = [];
-  const scratchDir = (prefix: string) => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-    scratch.push(dir);
-    return dir;
-  };
-  after(function () {
-    for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
-  });
-
   it("--help, -h and help <command> print usage and exit 0", function () {
     for (const argv of [["--help"], ["-h"], ["help"]]) {
       const result = runCli(argv);

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import * as os from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import fc from "fast-check";
 import {
@@ -16,6 +15,7 @@ import {
   shellQuote,
 } from "../../../core/nodes";
 import { assertGolden } from "./golden";
+import { scratchDir } from "../../scratch";
 
 const caPem = readFileSync(path.resolve(__dirname, "..", "..", "fixtures", "registry.crt"), "utf8");
 
@@ -113,7 +113,7 @@ describe("node plans and scripts", function () {
     });
     const [registries] = stagedContents(script).filter((c) => c.content.includes("pw-secret"));
     const changed = `${registries.content}# edited\n`;
-    const dir = mkdtempSync(path.join(os.tmpdir(), "airgap-script-"));
+    const dir = scratchDir("airgap-script-");
     writeFileSync(path.join(dir, "registries.yaml"), changed);
     writeFileSync(path.join(dir, "sent.b64"), Buffer.from(changed).toString("base64"));
     for (const [call, expected] of [
