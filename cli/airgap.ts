@@ -4,16 +4,26 @@
  *   npm run cli -- images  --stack dev            the images the stack mirrors, and why
  *   npm run cli -- mapping --stack dev            source -> mirror reference
  *   npm run cli -- render  --stack dev --out DIR  repo list, mapping and lists for review
+ *   npm run cli -- images  --conformance-image docker://registry.k8s.io/conformance:v1.33.4
+ *                          the image set that conformance image's own e2e.test lists
  *
  * `--stack NAME` reads Pulumi.NAME.yaml next to Pulumi.yaml; `--file PATH` reads any stack file.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/actions/e2e-images";
 import { planImageCopies } from "../components/mirror/plan";
+import { parseTransportReference } from "../core/images/e2e-images";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
-import { basicAuthorization, planNodeFiles, type RuntimeFlavour } from "../core/nodes";
+import {
+  basicAuthorization,
+  nodeScriptFileName,
+  planNodeFiles,
+  renderNodeScript,
+  type RuntimeFlavour,
+} from "../core/nodes";
 import {
   buildStackConfig,
   ConfigError,
@@ -25,7 +35,10 @@ import { imageSetForStack, upstreamsForStack } from "../infra/images";
 import { loadProjectSchema, projectFile } from "../infra/schema";
 import { readStackFile } from "../infra/stack-file";
 
-const usage = `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]`;
+const usage = [
+  `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]`,
+  `       airgap images --conformance-image (docker://IMAGE | oci:DIR:TAG) [--insecure] [--platform OS/ARCH] [--cache-dir DIR]`,
+].join("\n");
 
 export interface CliResult {
   code: number;
@@ -77,7 +90,11 @@ const reviewPassword = "review-password-placeholder";
  * What NodeRegistryConfig would write on a node, as files for review under nodes/<node>/...: whole
  * files as they will be, containerd's config.toml as the table that is added, /etc/hosts as the
  * block that is inserted. The mirror password is a Pulumi secret and is never rendered: where a
- * file carries credentials, it says which config key they come from.
+ * file carries credentials, it says which config key they come from. Also
+ * nodes/<node>/node-script.sh, the exact script the node runs (`sh -s apply < node-script.sh`,
+ * `sh -s delete < node-script.sh`), for nodes whose files carry no credentials; with
+ * credentials, that script exists only where the password does (Pulumi writes it for
+ * `manual://` nodes).
  */
 function nodeFilesForReview(
   config: StackConfig,
@@ -87,6 +104,7 @@ function nodeFilesForReview(
   const mirrorHost = mirrorHostFor(config);
   const scheme = config.mirror.external?.scheme ?? (config.registry.tls ? "https" : "http");
   const caCertificate = config.nodes.caFile ? readFileSync(config.nodes.caFile, "utf8") : undefined;
+  const certificateFile = config.registry.tls?.certificateFile;
   const username = config.mirror.external
     ? config.mirror.external.username
     : config.registry.auth?.username;
@@ -98,6 +116,10 @@ function nodeFilesForReview(
       scheme,
       caCertificate,
       skipVerify: config.mirror.insecure || undefined,
+      certificate:
+        node.runtime === "hosts" && certificateFile
+          ? readFileSync(certificateFile, "utf8")
+          : undefined,
       auth: username ? { username, password: reviewPassword } : undefined,
     },
     upstreams: upstreamsForStack(config, project, mirrorHost),
@@ -113,7 +135,7 @@ function nodeFilesForReview(
           .replaceAll(reviewPassword, `<${project}:${passwordKey}>`)
       : content;
   const base = path.join("nodes", node.name);
-  return plan.files.flatMap((file) => {
+  const files = plan.files.flatMap((file) => {
     if (file.kind === "containerd-config") {
       return Object.entries(file.fragments).map(([version, fragment]) => ({
         name: path.join(base, `${file.path}.add-if-version-${version}`),
@@ -124,6 +146,9 @@ function nodeFilesForReview(
       return [{ name: path.join(base, `${file.path}.block`), content: file.block }];
     return [{ name: path.join(base, file.path), content: withoutPassword(file.content) }];
   });
+  if (plan.secret) return files;
+  const script = renderNodeScript(plan, { nodeName: node.name });
+  return [...files, { name: path.join(base, nodeScriptFileName), content: script }];
 }
 
 /** Runs one CLI invocation and returns what it would print (pure but for reading/writing files). */
@@ -228,9 +253,59 @@ export function runCli(argv: string[]): CliResult {
   }
 }
 
+/**
+ * `images --conformance-image REF`: the image set the conformance image's own e2e.test lists,
+ * normalised, one per line; nothing from a shipped list. Reads the image (skopeo) and runs
+ * e2e.test on this machine; the list is cached by the image's digest.
+ */
+export async function runConformanceImageCli(argv: string[]): Promise<CliResult> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        "conformance-image": { type: "string" },
+        insecure: { type: "boolean" },
+        platform: { type: "string" },
+        "cache-dir": { type: "string" },
+      },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${usage}\n` };
+  }
+  const reference = parsed.values["conformance-image"];
+  if (parsed.positionals.join(" ") !== "images" || reference === undefined) {
+    return { code: 2, stdout: "", stderr: `${usage}\n` };
+  }
+  try {
+    const transport = parseTransportReference(reference);
+    const derived = await deriveE2eImages(transport, {
+      cacheDirectory: parsed.values["cache-dir"] ?? defaultE2eImagesCache(),
+      platform: parsed.values.platform,
+      access:
+        transport.transport === "docker" && parsed.values.insecure
+          ? { host: transport.reference.registry, scheme: "https", insecureSkipVerify: true }
+          : undefined,
+    });
+    return {
+      code: 0,
+      stdout: `${derived.images.join("\n")}\n`,
+      stderr: `# ${derived.images.length} images from e2e.test of ${reference} (${derived.digest}, ${derived.platform}${derived.cached ? ", cached" : ""})\n`,
+    };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${(error as Error).message}\n` };
+  }
+}
+
 if (require.main === module) {
-  const result = runCli(process.argv.slice(2));
-  process.stdout.write(result.stdout);
-  process.stderr.write(result.stderr);
-  process.exitCode = result.code;
+  const argv = process.argv.slice(2);
+  const pending = argv.some((arg) => arg.startsWith("--conformance-image"))
+    ? runConformanceImageCli(argv)
+    : Promise.resolve(runCli(argv));
+  void pending.then((result) => {
+    process.stdout.write(result.stdout);
+    process.stderr.write(result.stderr);
+    process.exitCode = result.code;
+  });
 }

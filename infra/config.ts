@@ -47,7 +47,7 @@ export interface StackConfig {
   kubernetesVersion: string;
   cluster: { kubeconfig?: string; context?: string };
   nodes: {
-    list: NodeEntry[];
+    list: (NodeEntry & { hostKeyCheck?: SshHostKeyCheck })[];
     sshPrivateKey?: pulumi.Output<string>;
     forbidFallback: boolean;
     caFile?: string;
@@ -64,6 +64,7 @@ export interface StackConfig {
     ginkgoArgs: string[];
     resultsDirectory: string;
     failOnTestFailures: boolean;
+    failOnNoTests: boolean;
     timeoutMinutes: number;
     startupTimeoutMinutes: number;
   };
@@ -253,11 +254,20 @@ export interface NodeEntry {
   runtime: string;
   access:
     | { kind: "docker-exec"; container: string }
-    | { kind: "ssh"; user?: string; port?: number; sudo?: boolean };
+    | { kind: "ssh"; user?: string; port?: number; sudo?: boolean }
+    | { kind: "manual" };
+}
+
+/** An ssh:// node's access with how its host key is checked. */
+export interface SshHostKeyCheck {
+  /** The node's host key (`ssh-ed25519 AAAA...`). */
+  hostKey?: string;
+  /** The stack said explicitly that host keys are not checked. */
+  skipHostKeyCheck?: boolean;
 }
 
 const nodeEntryForm =
-  "docker://<container>?runtime=<flavour> or ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true]";
+  "docker://<container>?runtime=<flavour>, ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true] or manual://<node>?runtime=<flavour>";
 
 /** Parses one `nodes` entry; the error names the key and index. The flavour is checked by the component. */
 export function parseNodeEntry(key: string, entry: string): NodeEntry {
@@ -282,7 +292,23 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
       access: { kind: "docker-exec", container: host },
     };
   }
+  if (url.protocol === "manual:") {
+    // Pulumi does not reach the node: its script is written for an operator to run.
+    if (!host || url.username || url.port || url.searchParams.has("sudo"))
+      throw new ConfigError(key, entry, nodeEntryForm);
+    return { name: url.searchParams.get("name") ?? host, runtime, access: { kind: "manual" } };
+  }
   if (url.protocol === "ssh:") {
+    if (url.password) {
+      // Never echo the password: show the entry with it blanked out.
+      const redacted = new URL(entry);
+      redacted.password = "***";
+      throw new ConfigError(
+        key,
+        redacted.toString(),
+        `no password in the entry (it would be stored in plain text and is not used); ssh nodes log in with nodesSshPrivateKey. Form: ${nodeEntryForm}`,
+      );
+    }
     if (!host) throw new ConfigError(key, entry, nodeEntryForm);
     const sudo = url.searchParams.get("sudo");
     if (sudo !== null && sudo !== "true" && sudo !== "false")
@@ -300,6 +326,52 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
     };
   }
   throw new ConfigError(key, entry, nodeEntryForm);
+}
+
+const hostKeyPattern =
+  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}$/;
+
+/**
+ * Gives every ssh:// node its host key from `nodesSshHostKeys` (keyed by the host as written in
+ * its entry). A node without one is an error unless `nodesSshHostKeyCheck` is false.
+ */
+export function withHostKeys(
+  nodes: NodeEntry[],
+  hostKeyEntries: string[],
+  check: boolean,
+  key: (name: string) => string,
+): (NodeEntry & { hostKeyCheck?: SshHostKeyCheck })[] {
+  const hostKeys = parseAssignments(
+    key("nodesSshHostKeys"),
+    hostKeyEntries.map((entry) => entry.trim()),
+    "host=<key type> <base64 key>, e.g. 10.0.0.11=ssh-ed25519 AAAAC3Nza... (ssh-keyscan -t ed25519 <host>)",
+    hostKeyPattern,
+  );
+  const sshHosts = new Set(nodes.map((node) => node.address).filter((host) => host !== undefined));
+  for (const [index, host] of Object.keys(hostKeys).entries()) {
+    if (!sshHosts.has(host)) {
+      throw new ConfigError(
+        `${key("nodesSshHostKeys")}[${index}]`,
+        host,
+        `the host of an ssh:// node in nodes (${[...sshHosts].join(", ") || "none"})`,
+      );
+    }
+  }
+  return nodes.map((node) => {
+    if (node.access.kind !== "ssh") return node;
+    const hostKey = hostKeys[node.address!];
+    if (hostKey === undefined && check) {
+      throw new ConfigError(
+        key("nodesSshHostKeys"),
+        undefined,
+        `no host key for ssh node ${node.name} (${node.address}); add ${node.address}=<key type> <base64 key> as \`ssh-keyscan -t ed25519 ${node.address}\` prints it, or set nodesSshHostKeyCheck to false to connect without checking host keys`,
+      );
+    }
+    return {
+      ...node,
+      hostKeyCheck: hostKey === undefined ? { skipHostKeyCheck: true } : { hostKey },
+    };
+  });
 }
 
 /** Secrets of the stack, read by the caller with `getSecret` so they stay secrets. */
@@ -352,8 +424,13 @@ export function buildStackConfig(
       context: optionalString(values.kubeContext),
     },
     nodes: {
-      list: (values.nodes as string[]).map((entry, index) =>
-        parseNodeEntry(`${key("nodes")}[${index}]`, entry),
+      list: withHostKeys(
+        (values.nodes as string[]).map((entry, index) =>
+          parseNodeEntry(`${key("nodes")}[${index}]`, entry),
+        ),
+        values.nodesSshHostKeys as string[],
+        values.nodesSshHostKeyCheck as boolean,
+        key,
       ),
       sshPrivateKey: secrets.nodesSshPrivateKey,
       forbidFallback: values.nodesForbidFallback as boolean,
@@ -395,6 +472,7 @@ function buildConformanceConfig(
     ginkgoArgs: values.conformanceGinkgoArgs as string[],
     resultsDirectory: values.conformanceResultsDirectory as string,
     failOnTestFailures: values.conformanceFailOnTestFailures as boolean,
+    failOnNoTests: values.conformanceFailOnNoTests as boolean,
     timeoutMinutes: atLeast("conformanceTimeoutMinutes", 1),
     startupTimeoutMinutes: atLeast("conformanceStartupTimeoutMinutes", 1),
   };
@@ -607,6 +685,7 @@ export const conformanceArgConfigKeys: Record<string, string> = {
   ginkgoArgs: "conformanceGinkgoArgs",
   resultsDirectory: "conformanceResultsDirectory",
   failOnTestFailures: "conformanceFailOnTestFailures",
+  failOnNoTests: "conformanceFailOnNoTests",
   timeoutMinutes: "conformanceTimeoutMinutes",
   startupTimeoutMinutes: "conformanceStartupTimeoutMinutes",
   conformanceImage: "imagesConformanceImage",

@@ -291,17 +291,24 @@ export function spoofedHostnames(registry: string): string[] {
 }
 
 /**
- * /etc/hosts lines sending every upstream name to the mirror's IP (the xcluster way). Works
- * only when the mirror listens where the runtime expects the upstream: port 80 for http, 443
- * for https (with a certificate for the upstream names the node trusts), and without paths.
+ * /etc/hosts lines sending every upstream name to the mirror's IP (the xcluster way). Runtimes
+ * reach registry.k8s.io, docker.io and the like over https on port 443 only (plain http on port
+ * 80 is never tried for them), so the mirror must serve https on 443, with a certificate for
+ * every spoofed name that the node trusts, and hold the images without path prefixes.
  */
 export function renderHostsBlock(mirror: NodeMirror, upstreams: readonly NodeUpstream[]): string {
   const address = parseMirrorEndpoint(mirror.endpoint, mirror.scheme);
-  const standardPort = mirror.scheme === "https" ? 443 : 80;
-  if (address.port !== standardPort) {
+  const spoofed = upstreams.map((u) => u.registry).join(", ");
+  if (mirror.scheme !== "https") {
+    throw new NodeConfigError(
+      "mirror.scheme",
+      `hosts spoofing sends ${spoofed} to the mirror's address, and runtimes reach those names over https on port 443 only; serve the mirror over https on port 443 with a certificate for those names, or use another runtime flavour`,
+    );
+  }
+  if (address.port !== 443) {
     throw new NodeConfigError(
       "mirror.endpoint",
-      `hosts spoofing sends ${upstreams.map((u) => u.registry).join(", ")} to the mirror's address, so the mirror must listen on the standard port (${standardPort} for ${mirror.scheme}); '${mirror.endpoint}' uses ${address.port}. Move the mirror to port ${standardPort} or use another runtime flavour`,
+      `hosts spoofing sends ${spoofed} to the mirror's address, so the mirror must listen on port 443 (https); '${mirror.endpoint}' uses ${address.port}. Move the mirror to port 443 or use another runtime flavour`,
     );
   }
   if (!isIpHost(address)) {

@@ -1,4 +1,12 @@
-import { recorded, resourcesOf, only, settle, valueOf, type RecordedResource } from "./harness";
+import {
+  commandStdout,
+  recorded,
+  resourcesOf,
+  only,
+  settle,
+  valueOf,
+  type RecordedResource,
+} from "./harness";
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -9,7 +17,9 @@ import {
   actionScript,
   conformanceObjects,
   dockerConfigJson,
+  formatReportLine,
   planConformanceRun,
+  withSpecPodName,
 } from "../../core/conformance";
 import { renderRepoList } from "../../core/images";
 
@@ -126,17 +136,19 @@ describe("ConformanceRun (mocks)", function () {
     });
 
     it("declares exactly the pod of the pure spec, skipAwait included", function () {
-      const plan = planConformanceRun({
-        kubernetesVersion: "v1.31.4",
-        mirror: { endpoint: "10.0.0.5:5000", authenticated: true },
-        focus: "\\[sig-node\\].*\\[Conformance\\]",
-        parallelism: 2,
-        kubeconfig,
-        context: "lab-admin",
-        resultsDirectory,
-        stack: "test",
-        failOnTestFailures: false,
-      });
+      const plan = withSpecPodName(
+        planConformanceRun({
+          kubernetesVersion: "v1.31.4",
+          mirror: { endpoint: "10.0.0.5:5000", authenticated: true },
+          focus: "\\[sig-node\\].*\\[Conformance\\]",
+          parallelism: 2,
+          kubeconfig,
+          context: "lab-admin",
+          resultsDirectory,
+          stack: "test",
+          failOnTestFailures: false,
+        }),
+      );
       const expected = conformanceObjects(plan, { repoList, dockerConfigJson: "" });
       const pod = byName(resources, "cert-pod");
       assert.deepEqual(pod.inputs.metadata, asSent(expected.pod.metadata));
@@ -151,7 +163,8 @@ describe("ConformanceRun (mocks)", function () {
       assert.equal(spec.containers[0].image, "10.0.0.5:5000/conformance:v1.31.4");
       assert.ok(
         spec.containers[0].env.some(
-          (entry) => entry.name === "E2E_EXTRA_GINKGO_ARGS" && entry.value === "--procs=2",
+          (entry) =>
+            entry.name === "E2E_EXTRA_GINKGO_ARGS" && entry.value === "--procs=2 --timeout=20700s",
         ),
       );
       for (const name of [
@@ -235,11 +248,18 @@ describe("ConformanceRun (mocks)", function () {
         "registry.k8s.io/pause:3.10": `sha256:${"1".repeat(64)}`,
       });
       const plan = JSON.parse(environment.CONFORMANCE_PLAN);
-      assert.equal(plan.podName, "e2e-conformance-1");
+      assert.match(plan.podName, /^e2e-conformance-1-[0-9a-f]{8}$/);
       assert.equal(plan.failOnTestFailures, false);
-      assert.equal(environment.CONFORMANCE_NODE, process.execPath);
-      assert.match(environment.CONFORMANCE_ACTION, /components\/conformance\/actions\/main\.ts$/);
-      assert.match(environment.NODE_OPTIONS, /^--require=.*ts-node\/register\/transpile-only/);
+      // Stored in state and run again by destroy: nothing absolute into the project.
+      assert.equal(environment.CONFORMANCE_NODE, "node");
+      assert.equal(environment.CONFORMANCE_ACTION, "./components/conformance/actions/main.ts");
+      assert.equal(environment.NODE_OPTIONS, "--require=ts-node/register/transpile-only");
+      const root = path.resolve(__dirname, "..", "..");
+      for (const command of [preflight, run]) {
+        const stored = JSON.stringify(command.inputs);
+        assert.ok(!stored.includes(path.join(root, "node_modules")), "no path into node_modules");
+        assert.ok(!stored.includes(path.join(root, "components")), "no path into the checkout");
+      }
       const runEnvironment = run.inputs.environment as Record<string, string>;
       assert.equal(runEnvironment.CONFORMANCE_MIRROR_PASSWORD, undefined);
       assert.deepEqual(run.secretPaths, []);
@@ -250,9 +270,66 @@ describe("ConformanceRun (mocks)", function () {
       assert.equal(await valueOf(run.resultsDirectory), path.join(resultsDirectory, "test", "1"));
       assert.equal(await valueOf(run.kubernetesVersion), "v1.31.4");
       assert.equal(await valueOf(run.namespace), "conformance");
-      assert.equal(await valueOf(run.podName), "e2e-conformance-1");
+      assert.match(await valueOf(run.podName), /^e2e-conformance-1-[0-9a-f]{8}$/);
       assert.equal(await valueOf(run.verdict), "unknown");
       assert.deepEqual(await valueOf(run.failedTests), []);
+      assert.deepEqual(await valueOf(run.failures), []);
+    });
+  });
+
+  describe("after the run has reported", function () {
+    it("outputs each failure, suite nodes first, with the first lines of its message", async function () {
+      const failure = {
+        name: "[sig-network] Services should serve a basic endpoint from pods  [Conformance]",
+        state: "failed",
+        message: 'pod "pod1" was not running: ErrImagePull',
+      };
+      const suiteFailure = {
+        name: "[SynchronizedAfterSuite]",
+        state: "failed",
+        message: "namespaces left behind",
+      };
+      commandStdout.set(
+        "reported-run",
+        `progress\n${formatReportLine({
+          verdict: "failed",
+          passed: 3,
+          failed: 1,
+          skipped: 0,
+          total: 4,
+          durationSeconds: 60,
+          failedTests: [failure.name],
+          failures: [failure],
+          suiteFailures: [suiteFailure],
+          resultsDirectory: "/r",
+          conformanceImage: "10.0.0.5:5000/conformance:v1.31.4",
+          exitCode: 1,
+          e2eRunIds: [],
+        })}\n`,
+      );
+      const run = new ConformanceRun("reported", baseArgs({ namespace: "reported" }));
+      assert.equal(await valueOf(run.verdict), "failed");
+      assert.deepEqual(await valueOf(run.failedTests), [failure.name]);
+      assert.deepEqual(await valueOf(run.failures), [suiteFailure, failure]);
+      await settle();
+    });
+
+    it("passes failOnNoTests to the actions, true unless the stack says otherwise", async function () {
+      const strict = new ConformanceRun("strict", baseArgs({ namespace: "strict" }));
+      const lenient = new ConformanceRun(
+        "lenient",
+        baseArgs({ namespace: "lenient", failOnNoTests: false }),
+      );
+      await valueOf(strict.podName);
+      await valueOf(lenient.podName);
+      await settle();
+      const planOf = (name: string) =>
+        JSON.parse(
+          (byName(resourcesOf(name), `${name}-run`).inputs.environment as Record<string, string>)
+            .CONFORMANCE_PLAN,
+        ) as { failOnNoTests: boolean };
+      assert.equal(planOf("strict").failOnNoTests, true);
+      assert.equal(planOf("lenient").failOnNoTests, false);
     });
   });
 
@@ -279,8 +356,14 @@ describe("ConformanceRun (mocks)", function () {
       assert.deepEqual(differing, ["kubernetes:core/v1:Pod"]);
       const podA = byName(first, "rerun-a-pod").inputs.metadata as { name: string };
       const podB = byName(second, "rerun-b-pod").inputs.metadata as { name: string };
-      assert.equal(podA.name, "e2e-conformance-1");
-      assert.equal(podB.name, "e2e-conformance-2");
+      assert.match(podA.name, /^e2e-conformance-1-[0-9a-f]{8}$/);
+      assert.match(podB.name, /^e2e-conformance-2-[0-9a-f]{8}$/);
+      // The run action waits for exactly the pod that was declared.
+      const planA = JSON.parse(
+        (byName(first, "rerun-a-run").inputs.environment as Record<string, string>)
+          .CONFORMANCE_PLAN,
+      );
+      assert.equal(planA.podName, podA.name);
       for (const command of ["preflight", "run"]) {
         const triggersA = byName(first, `rerun-a-${command}`).inputs.triggers as string[];
         const triggersB = byName(second, `rerun-b-${command}`).inputs.triggers as string[];

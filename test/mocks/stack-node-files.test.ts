@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
+import { nodeResourceKey } from "../../components/nodes";
 import { RegistryContainer } from "../../components/registry";
 import { E2E_REGISTRIES } from "../../core/images/e2e-registries";
 import { type NodePlan, planNodeFiles, renderNodeScript } from "../../core/nodes";
@@ -127,8 +128,21 @@ async function renderStack(file: string): Promise<StackRender> {
       options: { forbidFallback: args.forbidFallback ?? false },
     });
     // Exactly the files the node's command resource carries on stdin.
+    const key = nodeResourceKey(
+      node.access.kind === "ssh"
+        ? {
+            kind: "ssh",
+            host: node.address!,
+            port: node.access.port ?? 22,
+            user: node.access.user ?? "root",
+            sudo: false,
+          }
+        : node.access.kind === "docker-exec"
+          ? { kind: "docker-exec", container: node.access.container ?? node.name }
+          : { kind: "manual", node: node.name },
+    );
     const command = registered.find(
-      (r) => r.name === `nodes-${node.name}` && r.type.startsWith("command:"),
+      (r) => r.name === `nodes-${key}` && r.type.startsWith("command:"),
     );
     assert.equal(
       command?.inputs.stdin,
@@ -278,6 +292,8 @@ describe("example stacks: node files cover every reference of the run", function
         [`${project}:registryPassword`]: standInPassword,
         [`${project}:nodesSshPrivateKey`]: "key",
         [`${project}:nodes`]: JSON.stringify(["ssh://root@10.0.0.11?runtime=crio&name=cp-1"]),
+        [`${project}:nodesSshHostKeys`]: "[]",
+        [`${project}:nodesSshHostKeyCheck`]: "false",
       },
       [`${project}:registryPassword`, `${project}:nodesSshPrivateKey`],
     );

@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -49,6 +50,22 @@ describe("offline CLI", function () {
       "utf8",
     );
     assert.match(hostsToml, /\[host\."http:\/\/kind-registry:5000"\]/);
+    // The exact script the node runs: valid sh, carrying that same file as its content.
+    const script = readFileSync(
+      path.join(out, "nodes/airgap-control-plane/node-script.sh"),
+      "utf8",
+    );
+    assert.match(
+      script,
+      /^#!\/bin\/sh\n# airgap-conformance NodeRegistryConfig for node airgap-control-plane \(containerd\)/,
+    );
+    const syntax = spawnSync("/bin/sh", ["-n"], { input: script, encoding: "utf8" });
+    assert.equal(syntax.status, 0, syntax.stderr);
+    const staged = [...script.matchAll(/<<'AIRGAP_CONTENT'\n([\s\S]*?)\nAIRGAP_CONTENT$/gm)].map(
+      ([, body]) => Buffer.from(body.replace(/\n/g, ""), "base64").toString("utf8"),
+    );
+    assert.ok(staged.includes(hostsToml), "the script writes the reviewed hosts.toml");
+    assert.match(result.stdout, /nodes\/airgap-control-plane\/node-script\.sh/);
     // ...and the file for the mirror's own name, which the run pod and the repo list use.
     const ownHostsToml = readFileSync(
       path.join(

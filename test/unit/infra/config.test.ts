@@ -6,6 +6,7 @@ import {
   buildStackConfig,
   configKeyForRegistryArg,
   parseExtraSettings,
+  parseNodeEntry,
   readTypedConfig,
   registryArgConfigKeys,
 } from "../../../infra/config";
@@ -48,6 +49,26 @@ describe("stack config", function () {
     assert.equal(values.registryHostPort, 5443);
     assert.equal(values.registryDeleteEnabled, false);
     assert.deepEqual(values.registryNetworks, ["kind", "lab"]);
+  });
+
+  it("fails the up on a run where no spec ran unless conformanceFailOnNoTests is false", function () {
+    const base = {
+      "airgap-conformance:kubernetesVersion": "1.31.4",
+      "airgap-conformance:conformanceEnabled": "true",
+    };
+    const strict = buildStackConfig(readTypedConfig(base, schema), schema.project);
+    assert.equal(strict.conformance.failOnNoTests, true);
+    const lenient = buildStackConfig(
+      readTypedConfig({ ...base, "airgap-conformance:conformanceFailOnNoTests": "false" }, schema),
+      schema.project,
+    );
+    assert.equal(lenient.conformance.failOnNoTests, false);
+    assert.equal(lenient.conformance.failOnTestFailures, true);
+    assert.throws(
+      () =>
+        readTypedConfig({ ...base, "airgap-conformance:conformanceFailOnNoTests": "no" }, schema),
+      /conformanceFailOnNoTests.*allowed: true or false/,
+    );
   });
 
   for (const [key, raw, message] of [
@@ -106,10 +127,132 @@ describe("stack config", function () {
   });
 });
 
+describe("nodes entries", function () {
+  it("parses docker://, ssh:// and manual:// nodes", function () {
+    assert.deepEqual(parseNodeEntry("nodes[0]", "manual://edge-7?runtime=k3s"), {
+      name: "edge-7",
+      runtime: "k3s",
+      access: { kind: "manual" },
+    });
+    assert.deepEqual(parseNodeEntry("nodes[0]", "docker://kind-control-plane?runtime=containerd"), {
+      name: "kind-control-plane",
+      runtime: "containerd",
+      access: { kind: "docker-exec", container: "kind-control-plane" },
+    });
+  });
+
+  it("refuses a manual node with a user, a port or sudo, naming the key and the forms allowed", function () {
+    for (const entry of [
+      "manual://root@edge-7?runtime=k3s",
+      "manual://edge-7:22?runtime=k3s",
+      "manual://edge-7?runtime=k3s&sudo=true",
+      "manual://?runtime=k3s",
+    ]) {
+      assert.throws(
+        () => parseNodeEntry("airgap-conformance:nodes[1]", entry),
+        /airgap-conformance:nodes\[1\].*manual:\/\/<node>\?runtime=<flavour>/,
+        entry,
+      );
+    }
+  });
+});
+
 describe("docs/config-reference.md", function () {
   it("is exactly what Pulumi.yaml generates (run npm run docs:config after changing keys)", function () {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { referenceFile, renderConfigReference } = require("../../../scripts/config-reference");
     assert.equal(readFileSync(referenceFile, "utf8"), renderConfigReference(loadProjectSchema()));
+  });
+});
+
+describe("ssh nodes: host keys and credentials in nodes entries", function () {
+  const hostKey =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMTGdvLmgDPZ/nmBIl3MR5RS9lHoEVuY6hm/arU7AM5U";
+  const build = (raw: Record<string, string>) =>
+    buildStackConfig(
+      readTypedConfig(
+        {
+          "airgap-conformance:registryEnabled": "false",
+          "airgap-conformance:imagesEnabled": "false",
+          "airgap-conformance:conformanceEnabled": "false",
+          ...raw,
+        },
+        schema,
+      ),
+      schema.project,
+    );
+
+  it("gives each ssh node the host key its host is listed with", function () {
+    const config = build({
+      "airgap-conformance:nodes": JSON.stringify([
+        "ssh://root@10.0.0.11:2222?runtime=containerd&name=cp-1",
+        "docker://kind-worker?runtime=containerd",
+      ]),
+      "airgap-conformance:nodesSshHostKeys": JSON.stringify([`10.0.0.11=${hostKey}`]),
+    });
+    assert.deepEqual(config.nodes.list[0].hostKeyCheck, { hostKey });
+    assert.equal(config.nodes.list[1].hostKeyCheck, undefined);
+  });
+
+  it("refuses an ssh node without a host key, naming the key and the way out", function () {
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": JSON.stringify(["ssh://root@10.0.0.11?runtime=containerd"]),
+        }),
+      (error: Error) =>
+        error.message.startsWith("config airgap-conformance:nodesSshHostKeys: ") &&
+        error.message.includes("no host key for ssh node 10.0.0.11") &&
+        error.message.includes("ssh-keyscan -t ed25519 10.0.0.11") &&
+        error.message.includes("nodesSshHostKeyCheck to false"),
+    );
+  });
+
+  it("connects without host keys only when the stack says so", function () {
+    const config = build({
+      "airgap-conformance:nodes": JSON.stringify(["ssh://root@10.0.0.11?runtime=containerd"]),
+      "airgap-conformance:nodesSshHostKeyCheck": "false",
+    });
+    assert.deepEqual(config.nodes.list[0].hostKeyCheck, { skipHostKeyCheck: true });
+  });
+
+  it("refuses a malformed host key and one for a host that is not a node", function () {
+    const nodes = JSON.stringify(["ssh://root@10.0.0.11?runtime=containerd"]);
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": nodes,
+          "airgap-conformance:nodesSshHostKeys": JSON.stringify(["10.0.0.11=AAAAC3Nza"]),
+        }),
+      /config airgap-conformance:nodesSshHostKeys\[0\]: .*allowed: host=<key type> <base64 key>/,
+    );
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": nodes,
+          "airgap-conformance:nodesSshHostKeys": JSON.stringify([
+            `10.0.0.11=${hostKey}`,
+            `10.0.0.99=${hostKey}`,
+          ]),
+        }),
+      /config airgap-conformance:nodesSshHostKeys\[1\]: got "10\.0\.0\.99"; allowed: the host of an ssh:\/\/ node in nodes \(10\.0\.0\.11\)/,
+    );
+  });
+
+  it("refuses a password in an ssh:// entry without echoing it", function () {
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": JSON.stringify([
+            "ssh://admin:Sup3rSecret@10.0.0.11?runtime=k3s",
+          ]),
+        }),
+      (error: Error) =>
+        error.message.startsWith("config airgap-conformance:nodes[0]: ") &&
+        error.message.includes("ssh://admin:***@10.0.0.11?runtime=k3s") &&
+        error.message.includes("nodesSshPrivateKey") &&
+        !error.message.includes("Sup3rSecret") &&
+        !(error.stack ?? "").includes("Sup3rSecret"),
+    );
   });
 });

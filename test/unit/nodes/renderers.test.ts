@@ -322,7 +322,7 @@ describe("node config renderers", function () {
     it("maps each upstream (Docker Hub under both names) to the mirror's IP", function () {
       assertGolden(
         "hosts-block",
-        renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [k8s, hub]),
+        renderHostsBlock({ endpoint: "10.0.0.5:443", scheme: "https" }, [k8s, hub]),
       );
       assert.match(
         renderHostsBlock({ endpoint: "10.0.0.5", scheme: "https" }, [k8s]),
@@ -330,34 +330,35 @@ describe("node config renderers", function () {
       );
     });
 
-    it("refuses any non-standard port, naming mirror.endpoint and the port needed", function () {
+    it("refuses plain http: runtimes reach upstream names over https only", function () {
+      assert.throws(
+        () => renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [k8s]),
+        /mirror\.scheme: hosts spoofing .* over https on port 443 only/,
+      );
+    });
+
+    it("refuses any port but 443, naming mirror.endpoint", function () {
       fc.assert(
-        fc.property(
-          fc.integer({ min: 1, max: 65535 }),
-          fc.constantFrom("http" as const, "https" as const),
-          (port, scheme) => {
-            fc.pre(port !== (scheme === "https" ? 443 : 80));
-            assert.throws(
-              () => renderHostsBlock({ endpoint: `10.0.0.5:${port}`, scheme }, [k8s]),
-              (error: Error) =>
-                error instanceof NodeConfigError &&
-                error.arg === "mirror.endpoint" &&
-                error.message.includes(
-                  `standard port (${scheme === "https" ? 443 : 80} for ${scheme})`,
-                ),
-            );
-          },
-        ),
+        fc.property(fc.integer({ min: 1, max: 65535 }), (port) => {
+          fc.pre(port !== 443);
+          assert.throws(
+            () => renderHostsBlock({ endpoint: `10.0.0.5:${port}`, scheme: "https" }, [k8s]),
+            (error: Error) =>
+              error instanceof NodeConfigError &&
+              error.arg === "mirror.endpoint" &&
+              error.message.includes(`must listen on port 443 (https); '10.0.0.5:${port}'`),
+          );
+        }),
       );
     });
 
     it("refuses a host name (needs an IP) and path prefixes", function () {
       assert.throws(
-        () => renderHostsBlock({ endpoint: "registry.lab:80", scheme: "http" }, [k8s]),
+        () => renderHostsBlock({ endpoint: "registry.lab:443", scheme: "https" }, [k8s]),
         /mirror\.endpoint: hosts spoofing needs the mirror's IP address/,
       );
       assert.throws(
-        () => renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [prefixedHub]),
+        () => renderHostsBlock({ endpoint: "10.0.0.5:443", scheme: "https" }, [prefixedHub]),
         /upstreams: docker\.io has pathPrefix 'dockerhub'/,
       );
     });

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import * as bcrypt from "bcryptjs";
 import fc from "fast-check";
-import { htpasswdLine } from "../../../components/registry/htpasswd";
+import { htpasswdLine, htpasswdMatches } from "../../../components/registry/htpasswd";
 import { portConflict } from "../../../components/registry/port-check";
 import {
   managedSettings,
@@ -170,10 +170,14 @@ describe("htpasswd line", function () {
     assert.ok(!bcrypt.compareSync("wrong horse", hash));
   });
 
-  it("is stable for the same credentials (no container replacement on every up) and differs otherwise", function () {
-    assert.equal(htpasswdLine("mirror", "pw"), htpasswdLine("mirror", "pw"));
-    assert.notEqual(htpasswdLine("mirror", "pw"), htpasswdLine("mirror", "pw2"));
-    assert.notEqual(htpasswdLine("mirror", "pw"), htpasswdLine("mirror2", "pw"));
+  it("is salted at random: the same credentials never give the same line twice", function () {
+    const first = htpasswdLine("mirror", "pw");
+    const second = htpasswdLine("mirror", "pw");
+    assert.notEqual(first, second);
+    for (const line of [first, second]) assert.ok(htpasswdMatches(line, "mirror", "pw"));
+    assert.ok(!htpasswdMatches(first, "mirror", "pw2"));
+    assert.ok(!htpasswdMatches(first, "mirror2", "pw"));
+    assert.ok(!htpasswdMatches("garbage", "mirror", "pw"));
   });
 });
 
@@ -181,11 +185,37 @@ describe("host port decision", function () {
   const base = { hostPort: 5000, bindAddress: "0.0.0.0", containerName: "reg" };
   it("allows a free port and our own container's port", function () {
     assert.equal(portConflict({ ...base, probe: "free", publishers: [] }), undefined);
-    assert.equal(portConflict({ ...base, probe: "in-use", publishers: ["reg"] }), undefined);
+    assert.equal(
+      portConflict({ ...base, probe: "in-use", publishers: [{ name: "reg" }] }),
+      undefined,
+    );
+  });
+  it("knows this stack's container under its previous name (a rename replaces it)", function () {
+    const renamed = { ...base, containerName: "reg-new", stack: "airgap-conformance/lab" };
+    assert.equal(
+      portConflict({
+        ...renamed,
+        probe: "in-use",
+        publishers: [{ name: "reg", stack: "airgap-conformance/lab" }],
+      }),
+      undefined,
+    );
+    assert.match(
+      portConflict({
+        ...renamed,
+        probe: "in-use",
+        publishers: [{ name: "reg", stack: "airgap-conformance/other" }],
+      })!,
+      /published by container reg;/,
+    );
+    assert.match(
+      portConflict({ ...renamed, probe: "in-use", publishers: [{ name: "reg" }] })!,
+      /published by container reg;/,
+    );
   });
   it("names another container, a host process, or a foreign address", function () {
     assert.match(
-      portConflict({ ...base, probe: "in-use", publishers: ["web"] })!,
+      portConflict({ ...base, probe: "in-use", publishers: [{ name: "web" }] })!,
       /published by container web/,
     );
     assert.match(
