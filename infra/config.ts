@@ -2,6 +2,7 @@ import * as pulumi from "@pulumi/pulumi";
 import type { ImageSource } from "../components/mirror";
 import type { RegistryAccess } from "../components/mirror/actions/registry-client";
 import type { RestartPolicy } from "../components/registry";
+import { platformPattern } from "../core/images/platforms";
 import { loadProjectSchema, type ConfigKeySchema, type ProjectSchema } from "./schema";
 
 /** A stack config value that is missing, of the wrong type, or not allowed. Names the key. */
@@ -51,6 +52,8 @@ export interface StackConfig {
     sshPrivateKey?: pulumi.Output<string>;
     forbidFallback: boolean;
     caFile?: string;
+    /** The key `caFile` came from (nodesMirrorCaFile, else mirrorCaFile), for errors. */
+    caFileKey?: string;
   };
   conformance: {
     enabled: boolean;
@@ -64,6 +67,7 @@ export interface StackConfig {
     ginkgoArgs: string[];
     resultsDirectory: string;
     failOnTestFailures: boolean;
+    failOnNoTests: boolean;
     timeoutMinutes: number;
     startupTimeoutMinutes: number;
   };
@@ -75,6 +79,8 @@ export interface StackConfig {
     conformanceImage?: string;
     resultsImage: string;
     platform?: string;
+    /** Several platforms to copy out of multi-arch images (imagesPlatforms). */
+    platforms: string[];
     source: ImageSource;
     sourcePassword?: pulumi.Output<string>;
     destination: "registry" | "archive";
@@ -151,6 +157,29 @@ function typedValue(fullKey: string, schema: ConfigKeySchema, raw: string): Scal
   }
 }
 
+/** Config namespaces the program's providers read (their keys are not this project's). */
+export const providerNamespaces = ["pulumi", "docker", "command", "kubernetes"];
+
+/**
+ * The key a `namespace:key` entry was probably meant to be, when its namespace is neither this
+ * project nor a provider's: a misspelt project name (`airgap-conformence:nodes`) or another name
+ * in front of one of this project's keys (`airgap:kubernetesVersion`). Pure.
+ */
+export function misprefixedKey(fullKey: string, schema: ProjectSchema): string | undefined {
+  const separator = fullKey.indexOf(":");
+  if (separator <= 0) return undefined;
+  const namespace = fullKey.slice(0, separator);
+  const key = fullKey.slice(separator + 1);
+  if (namespace === schema.project || providerNamespaces.includes(namespace)) return undefined;
+  const known = Object.keys(schema.keys);
+  const closeNamespace =
+    editDistance(namespace.toLowerCase(), schema.project.toLowerCase()) <=
+    Math.max(2, Math.floor(schema.project.length / 4));
+  const matching = known.includes(key) ? key : closestKey(key, known);
+  if (matching) return `${schema.project}:${matching}`;
+  return closeNamespace ? `${schema.project}:${key}` : undefined;
+}
+
 /**
  * Reads the raw stack config (`project:key` -> string, as Pulumi hands it to the program) into
  * typed values with defaults. Unknown keys of this project are errors with a suggestion, since a
@@ -164,7 +193,17 @@ export function readTypedConfig(
   const known = Object.keys(schema.keys);
   const values: Record<string, Scalar> = {};
   for (const [fullKey, value] of Object.entries(raw)) {
-    if (!fullKey.startsWith(prefix)) continue;
+    if (!fullKey.startsWith(prefix)) {
+      const intended = misprefixedKey(fullKey, schema);
+      if (intended) {
+        throw new ConfigError(
+          fullKey,
+          undefined,
+          `not a key of this project (${schema.project}) nor of a provider it uses (${providerNamespaces.join(", ")}), so it would be ignored; did you mean ${intended}?`,
+        );
+      }
+      continue;
+    }
     const key = fullKey.slice(prefix.length);
     const keySchema = schema.keys[key];
     if (!keySchema) {
@@ -253,7 +292,8 @@ export interface NodeEntry {
   runtime: string;
   access:
     | { kind: "docker-exec"; container: string }
-    | { kind: "ssh"; user?: string; port?: number; sudo?: boolean };
+    | { kind: "ssh"; user?: string; port?: number; sudo?: boolean }
+    | { kind: "manual" };
 }
 
 /** An ssh:// node's access with how its host key is checked. */
@@ -265,7 +305,7 @@ export interface SshHostKeyCheck {
 }
 
 const nodeEntryForm =
-  "docker://<container>?runtime=<flavour> or ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true]";
+  "docker://<container>?runtime=<flavour>, ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true] or manual://<node>?runtime=<flavour>";
 
 /** Parses one `nodes` entry; the error names the key and index. The flavour is checked by the component. */
 export function parseNodeEntry(key: string, entry: string): NodeEntry {
@@ -289,6 +329,12 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
       runtime,
       access: { kind: "docker-exec", container: host },
     };
+  }
+  if (url.protocol === "manual:") {
+    // Pulumi does not reach the node: its script is written for an operator to run.
+    if (!host || url.username || url.port || url.searchParams.has("sudo"))
+      throw new ConfigError(key, entry, nodeEntryForm);
+    return { name: url.searchParams.get("name") ?? host, runtime, access: { kind: "manual" } };
   }
   if (url.protocol === "ssh:") {
     if (url.password) {
@@ -385,6 +431,7 @@ export function buildStackConfig(
   const certificateFile = optionalString(values.registryTlsCertificateFile);
   const keyFile = optionalString(values.registryTlsKeyFile);
   const username = optionalString(values.registryUsername);
+  checkExportStack(values, key);
   return {
     dockerHost: optionalString(values.dockerHost),
     registry: {
@@ -427,11 +474,39 @@ export function buildStackConfig(
       sshPrivateKey: secrets.nodesSshPrivateKey,
       forbidFallback: values.nodesForbidFallback as boolean,
       caFile: optionalString(values.nodesMirrorCaFile) ?? optionalString(values.mirrorCaFile),
+      caFileKey: optionalString(values.nodesMirrorCaFile)
+        ? key("nodesMirrorCaFile")
+        : optionalString(values.mirrorCaFile)
+          ? key("mirrorCaFile")
+          : undefined,
     },
     conformance: buildConformanceConfig(values, key),
     images: buildImagesConfig(values, key, secrets),
     mirror: buildMirrorConfig(values, key, secrets),
   };
+}
+
+/**
+ * An export stack (imagesDestination archive) writes images to removable media on the connected
+ * side: no registry, no cluster. Said first, because the keys it needs are not the defaults.
+ */
+function checkExportStack(values: Record<string, Scalar>, key: (name: string) => string): void {
+  if (!(values.imagesEnabled as boolean) || values.imagesDestination !== "archive") return;
+  const example = "see Pulumi.export.yaml, the example export stack";
+  if (values.conformanceEnabled as boolean) {
+    throw new ConfigError(
+      key("conformanceEnabled"),
+      "true",
+      `false when imagesDestination is archive: the suite runs on the air-gapped side (${example})`,
+    );
+  }
+  if (values.registryEnabled as boolean) {
+    throw new ConfigError(
+      key("registryEnabled"),
+      "true",
+      `false when imagesDestination is archive: an export stack writes an archive, not a registry (${example})`,
+    );
+  }
 }
 
 function buildConformanceConfig(
@@ -464,6 +539,7 @@ function buildConformanceConfig(
     ginkgoArgs: values.conformanceGinkgoArgs as string[],
     resultsDirectory: values.conformanceResultsDirectory as string,
     failOnTestFailures: values.conformanceFailOnTestFailures as boolean,
+    failOnNoTests: values.conformanceFailOnNoTests as boolean,
     timeoutMinutes: atLeast("conformanceTimeoutMinutes", 1),
     startupTimeoutMinutes: atLeast("conformanceStartupTimeoutMinutes", 1),
   };
@@ -538,6 +614,30 @@ function buildImagesConfig(
       "required when imagesDestination is archive",
     );
   }
+  const platforms = [...new Set(values.imagesPlatforms as string[])];
+  for (const [index, platform] of platforms.entries()) {
+    if (!platformPattern.test(platform)) {
+      throw new ConfigError(
+        `${key("imagesPlatforms")}[${index}]`,
+        platform,
+        "os/arch or os/arch/variant, e.g. linux/amd64, linux/arm64/v8",
+      );
+    }
+  }
+  if (platforms.length > 0 && optionalString(values.imagesPlatform)) {
+    throw new ConfigError(
+      key("imagesPlatforms"),
+      platforms.join(","),
+      `not together with imagesPlatform; list every platform in imagesPlatforms (here also ${String(values.imagesPlatform)})`,
+    );
+  }
+  if (platforms.length > 1 && destination === "archive") {
+    throw new ConfigError(
+      key("imagesPlatforms"),
+      platforms.join(","),
+      "one platform, or none for every platform, when imagesDestination is archive (an archive keeps whole images)",
+    );
+  }
   if (enabled && destination === "archive" && sourceKind === "archive") {
     throw new ConfigError(
       key("imagesDestination"),
@@ -559,12 +659,28 @@ function buildImagesConfig(
     listFiles: values.imagesListFiles as string[],
     conformanceImage: optionalString(values.imagesConformanceImage),
     resultsImage: values.imagesResultsImage as string,
-    platform: optionalString(values.imagesPlatform),
+    platform: imagesPlatform(values, key),
+    platforms,
     source,
     sourcePassword: secrets.imagesSourcePassword,
     destination,
     archiveDirectory,
   };
+}
+
+function imagesPlatform(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+): string | undefined {
+  const platform = optionalString(values.imagesPlatform);
+  if (platform !== undefined && !platformPattern.test(platform)) {
+    throw new ConfigError(
+      key("imagesPlatform"),
+      platform,
+      "one platform as os/arch or os/arch/variant (e.g. linux/amd64, linux/arm64/v8), or empty for every platform of each image",
+    );
+  }
+  return platform;
 }
 
 function buildMirrorConfig(
@@ -676,6 +792,7 @@ export const conformanceArgConfigKeys: Record<string, string> = {
   ginkgoArgs: "conformanceGinkgoArgs",
   resultsDirectory: "conformanceResultsDirectory",
   failOnTestFailures: "conformanceFailOnTestFailures",
+  failOnNoTests: "conformanceFailOnNoTests",
   timeoutMinutes: "conformanceTimeoutMinutes",
   startupTimeoutMinutes: "conformanceStartupTimeoutMinutes",
   conformanceImage: "imagesConformanceImage",

@@ -24,7 +24,8 @@ import {
   nodeArgConfigKeys,
   type StackConfig,
 } from "./config";
-import { imageSetForStack, upstreamsForStack } from "./images";
+import { fallbackWarning, type StackE2eImages } from "./e2e-images";
+import { imageSetForStack, upstreamsForStack, withImageConfigKeys } from "./images";
 
 /** Stack outputs of the program. */
 export interface ProgramOutputs {
@@ -36,18 +37,25 @@ export interface ProgramOutputs {
   imageCount?: pulumi.Output<number>;
   imageMapping?: pulumi.Output<Record<string, string>>;
   imageLock?: pulumi.Output<LockDocument>;
+  /** Bytes not copied because platforms were chosen (imagesPlatform/imagesPlatforms). */
+  imagesPlatformBytesSaved?: pulumi.Output<number>;
   repoList?: pulumi.Output<string | undefined>;
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
   nodeFiles?: pulumi.Output<NodeReport[]>;
+  /** manual:// nodes: where each one's script was written, by node name. */
+  nodeScripts?: pulumi.Output<Record<string, string>>;
   conformanceVerdict?: pulumi.Output<string>;
   conformancePassed?: pulumi.Output<number>;
   conformanceFailed?: pulumi.Output<number>;
   conformanceSkipped?: pulumi.Output<number>;
   conformanceTotal?: pulumi.Output<number>;
   conformanceFailedTests?: pulumi.Output<string[]>;
+  conformanceFailures?: pulumi.Output<Array<{ name: string; state: string; message: string }>>;
   conformanceResultsDirectory?: pulumi.Output<string>;
   conformanceImage?: pulumi.Output<string>;
+  /** The suite's image list as read from the conformance image's own e2e.test. */
+  e2eImageList?: { conformanceImage: string; digest: string; count: number };
   imageCatalog?: {
     kubernetesVersion: string;
     kind: string;
@@ -168,7 +176,11 @@ function mirrorDestinationFor(
 }
 
 /** Declares the environment for one stack: registry -> mirrored images -> conformance run. */
-export function defineProgram(config: StackConfig, project = pulumi.getProject()): ProgramOutputs {
+export function defineProgram(
+  config: StackConfig,
+  project = pulumi.getProject(),
+  e2eImages: StackE2eImages = { kind: "off" },
+): ProgramOutputs {
   const outputs: ProgramOutputs = {};
   let registry: RegistryContainer | undefined;
   if (config.registry.enabled) {
@@ -182,39 +194,54 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
 
   let mirror: ImageMirror | undefined;
   if (config.images.enabled) {
-    const imageSet = imageSetForStack(config, project);
+    const imageSet = imageSetForStack(config, project, undefined, e2eImages);
     for (const image of imageSet.unmirrorable) {
       pulumi.log.info(`not mirrored: ${image.canonical} (${image.reason})`);
     }
-    if (imageSet.catalog && !imageSet.catalog.completeness.complete) {
-      pulumi.log.warn(
-        `the image catalog for Kubernetes ${imageSet.catalog.kubernetesVersion} is a ${imageSet.catalog.provenance.kind} and not known to be complete: ${imageSet.catalog.completeness.caveats.join("; ")}. Add \`e2e.test --list-images\` output of your conformance image as imagesListFiles to be sure.`,
-      );
+    if (imageSet.catalog && e2eImages.kind === "fallback") {
+      pulumi.log.warn(fallbackWarning(e2eImages, imageSet.catalog.kubernetesVersion));
+    }
+    if (e2eImages.kind === "derived") {
+      outputs.e2eImageList = {
+        conformanceImage: e2eImages.conformanceImage,
+        digest: e2eImages.digest,
+        count: e2eImages.images.length,
+      };
     }
     const { destination, password } = mirrorDestination(config, registry);
     const sourceRegistry =
       config.images.source.kind === "registry" ? config.images.source.access.host : undefined;
-    mirror = new ImageMirror(
-      "images",
-      {
-        images: imageSet.images.map((image) => image.canonical),
-        source: config.images.source,
-        destination,
-        mirrorPassword: password,
-        sourcePasswords:
-          sourceRegistry && config.images.sourcePassword
-            ? { [sourceRegistry]: config.images.sourcePassword }
-            : undefined,
-        upstreamPrefixes: config.mirror.upstreamPrefixes,
-        platform: config.images.platform,
-        retries: config.mirror.retries,
-        deleteOnDestroy: config.mirror.deleteOnDestroy,
-      },
-      { dependsOn: registry ? [registry] : [] },
+    mirror = withImageConfigKeys(
+      config,
+      project,
+      () =>
+        new ImageMirror(
+          "images",
+          {
+            images: imageSet.images.map((image) => image.canonical),
+            source: config.images.source,
+            destination,
+            mirrorPassword: password,
+            sourcePasswords:
+              sourceRegistry && config.images.sourcePassword
+                ? { [sourceRegistry]: config.images.sourcePassword }
+                : undefined,
+            upstreamPrefixes: config.mirror.upstreamPrefixes,
+            platform: config.images.platform,
+            platforms: config.images.platforms,
+            retries: config.mirror.retries,
+            deleteOnDestroy: config.mirror.deleteOnDestroy,
+          },
+          { dependsOn: registry ? [registry] : [] },
+        ),
     );
     outputs.imageCount = mirror.imageCount;
     outputs.imageMapping = mirror.mapping;
     outputs.imageLock = mirror.lock;
+    if (config.images.platform !== undefined || config.images.platforms.length > 0) {
+      // Known at preview: what choosing platforms leaves out.
+      outputs.imagesPlatformBytesSaved = mirror.platformBytesSaved;
+    }
     outputs.repoList = mirror.repoList;
     outputs.upstreamRegistries = mirror.upstreamRegistries;
     outputs.unmirrorableImages = imageSet.unmirrorable.map((image) => ({
@@ -236,18 +263,22 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
 
   let nodes: NodeRegistryConfig | undefined;
   if (config.nodes.list.length > 0) {
-    nodes = declareNodes(config, project, registry, mirror);
+    nodes = declareNodes(config, project, registry, mirror, e2eImages);
     outputs.nodeFiles = nodes.nodes;
+    if (config.nodes.list.some((node) => node.access.kind === "manual")) {
+      outputs.nodeScripts = nodes.manualScripts;
+    }
   }
 
   if (config.conformance.enabled) {
-    const run = declareConformanceRun(config, project, registry, mirror, nodes);
+    const run = declareConformanceRun(config, project, registry, mirror, nodes, e2eImages);
     outputs.conformanceVerdict = run.verdict;
     outputs.conformancePassed = run.passed;
     outputs.conformanceFailed = run.failed;
     outputs.conformanceSkipped = run.skipped;
     outputs.conformanceTotal = run.total;
     outputs.conformanceFailedTests = run.failedTests;
+    outputs.conformanceFailures = run.failures;
     outputs.conformanceResultsDirectory = run.resultsDirectory;
     outputs.conformanceImage = run.conformanceImage;
   }
@@ -263,6 +294,7 @@ export function nodeRegistryArgs(
   config: StackConfig,
   project: string,
   registrySettings: RegistryContainer["settings"] | undefined,
+  e2eImages: StackE2eImages = { kind: "off" },
 ): NodeRegistryConfigArgs {
   const key = (name: string) => `${project}:${name}`;
   const { destination, password } = mirrorDestinationFor(
@@ -284,8 +316,23 @@ export function nodeRegistryArgs(
       caCertificate = readFileSync(config.nodes.caFile, "utf8");
     } catch (error) {
       throw new ConfigError(
-        key("nodesMirrorCaFile"),
+        config.nodes.caFileKey ?? key("nodesMirrorCaFile"),
         config.nodes.caFile,
+        `a readable PEM file (${(error as Error).message})`,
+      );
+    }
+  }
+  // hosts nodes check the mirror's own certificate covers every spoofed name (preview).
+  const hostsNodes = config.nodes.list.some((node) => node.runtime === "hosts");
+  const certificateFile = config.registry.tls?.certificateFile;
+  let certificate: string | undefined;
+  if (hostsNodes && certificateFile) {
+    try {
+      certificate = readFileSync(certificateFile, "utf8");
+    } catch (error) {
+      throw new ConfigError(
+        key("registryTlsCertificateFile"),
+        certificateFile,
         `a readable PEM file (${(error as Error).message})`,
       );
     }
@@ -305,6 +352,7 @@ export function nodeRegistryArgs(
       endpoint: destination.nodeEndpoint,
       scheme: destination.access.scheme,
       caCertificate,
+      certificate,
       skipVerify: destination.access.insecureSkipVerify,
       // Every node pulls the run's images with the mirror's credentials: a flavour that cannot
       // carry them is refused at preview (naming the key below), never a 401 during the run.
@@ -312,7 +360,7 @@ export function nodeRegistryArgs(
         ? { username: destination.access.username, password }
         : undefined,
     },
-    upstreams: upstreamsForStack(config, project, destination.nodeEndpoint),
+    upstreams: upstreamsForStack(config, project, destination.nodeEndpoint, e2eImages),
     forbidFallback: config.nodes.forbidFallback,
   };
 }
@@ -323,13 +371,16 @@ function declareNodes(
   project: string,
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
+  e2eImages: StackE2eImages,
 ): NodeRegistryConfig {
   return withRegistryConfigKeys(
     project,
     () =>
-      new NodeRegistryConfig("nodes", nodeRegistryArgs(config, project, registry?.settings), {
-        dependsOn: mirror ? [mirror] : registry ? [registry] : [],
-      }),
+      new NodeRegistryConfig(
+        "nodes",
+        nodeRegistryArgs(config, project, registry?.settings, e2eImages),
+        { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
+      ),
     // The mirror's user name comes from registryUsername, or mirrorUsername for another registry.
     config.mirror.external ? { "mirror.auth": "mirrorUsername" } : {},
   );
@@ -342,6 +393,7 @@ function declareConformanceRun(
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
   nodes: NodeRegistryConfig | undefined,
+  e2eImages: StackE2eImages,
 ): ConformanceRun {
   const key = (name: string) => `${project}:${name}`;
   if (mirror && config.images.destination === "archive") {
@@ -392,8 +444,10 @@ function declareConformanceRun(
           resultsImage: config.images.resultsImage,
           extraImages: config.images.extra,
           imageListFiles: config.images.listFiles,
+          e2eImages: e2eImages.kind === "derived" ? [...e2eImages.images] : undefined,
           resultsDirectory: config.conformance.resultsDirectory,
           failOnTestFailures: config.conformance.failOnTestFailures,
+          failOnNoTests: config.conformance.failOnNoTests,
           timeoutMinutes: config.conformance.timeoutMinutes,
           startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
         },

@@ -3,7 +3,15 @@ import { renderRepoList } from "../../core/images/repo-list";
 import { readLock, type LockDocument } from "./actions/archive";
 import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
 import { archiveLockProvider, mirroredImageProvider } from "./provider";
-import type { CopyCredentials, MirroredImageInputs } from "./provider-runtime";
+import type { CopyLocation } from "./actions/skopeo";
+import {
+  planTransfer,
+  transferPlanLine,
+  transferSummaryLine,
+  type CopyReport,
+  type TransferPlan,
+} from "./progress";
+import type { CopyCredentials, MirroredImageInputs, PlatformBytes } from "./provider-runtime";
 
 export type { ImageDestination, ImageSource } from "./plan";
 export type { LockDocument } from "./actions/archive";
@@ -24,6 +32,12 @@ export interface ImageMirrorArgs {
   readonly upstreamPrefixes?: Record<string, string>;
   /** `os/arch[/variant]` to copy one platform; default every platform (the whole index). */
   readonly platform?: string;
+  /**
+   * `os/arch[/variant]` platforms to copy out of multi-arch images: the tag gets a smaller index
+   * of those (its own digest, which the mapping records). Images pinned by digest keep their
+   * whole index. Not together with `platform`. Default every platform.
+   */
+  readonly platforms?: readonly string[];
   /** Pinned digests; read from the archive's lock file automatically when the source is an archive. */
   readonly lock?: LockDocument;
   /** Whole-copy retries on network failures (with exponential backoff). Default 3. */
@@ -32,17 +46,32 @@ export interface ImageMirrorArgs {
   readonly deleteOnDestroy?: boolean;
 }
 
+/** The location with the password for its registry host, when one is known. */
+function withAccessPassword(
+  location: CopyLocation,
+  passwordFor: (host: string) => string | undefined,
+): CopyLocation {
+  if (location.transport !== "docker") return location;
+  const password = passwordFor(location.access.host);
+  return password === undefined
+    ? location
+    : { ...location, access: { ...location.access, password } };
+}
+
 /** A dynamic resource per image, so previews list exactly which images are added or removed. */
 class MirroredImage extends pulumi.dynamic.Resource {
   declare public readonly digest: pulumi.Output<string>;
   declare public readonly source: pulumi.Output<string>;
   declare public readonly mirrorReference: pulumi.Output<string>;
+  declare public readonly lastCopy: pulumi.Output<CopyReport | undefined>;
+  /** With platforms chosen: bytes of every platform, of the chosen ones, and saved (known at preview). */
+  declare public readonly platformBytes: pulumi.Output<PlatformBytes | undefined>;
 
   constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
     super(
       mirroredImageProvider,
       name,
-      { ...inputs, digest: undefined },
+      { ...inputs, digest: undefined, lastCopy: undefined, platformBytes: undefined },
       opts,
       "mirror",
       "MirroredImage",
@@ -71,6 +100,13 @@ export class ImageMirror extends pulumi.ComponentResource {
   /** Upstream registries the images come from: each needs mirror configuration on the nodes. */
   public readonly upstreamRegistries: pulumi.Output<string[]>;
   public readonly imageCount: pulumi.Output<number>;
+  /** Before copying: images already in the destination, images to copy and their bytes. */
+  public readonly transferPlan: pulumi.Output<TransferPlan>;
+  /**
+   * Bytes not copied because platforms were chosen (images whose size could be read); shown by
+   * a preview. 0 when every platform is copied.
+   */
+  public readonly platformBytesSaved: pulumi.Output<number>;
 
   constructor(name: string, args: ImageMirrorArgs, opts?: pulumi.ComponentResourceOptions) {
     super("airgap:mirror:ImageMirror", name, {}, opts);
@@ -83,6 +119,7 @@ export class ImageMirror extends pulumi.ComponentResource {
       destination: args.destination,
       upstreamPrefixes: args.upstreamPrefixes,
       platform: args.platform,
+      platforms: args.platforms,
       lock,
     });
     const retries = args.retries ?? 3;
@@ -96,6 +133,27 @@ export class ImageMirror extends pulumi.ComponentResource {
     // own are not needed (the engine keeps the innermost user frame as the resource's position).
     const stackTraceLimit = Error.stackTraceLimit;
     Error.stackTraceLimit = Math.min(stackTraceLimit, 6);
+    // One credentials output per source password, shared by the images that use it: hundreds of
+    // images come from a handful of registries.
+    const credentialsFor = new Map<
+      pulumi.Input<string> | undefined,
+      pulumi.Output<CopyCredentials>
+    >();
+    const sharedCredentials = (fromPassword: pulumi.Input<string> | undefined) => {
+      let credentials = credentialsFor.get(fromPassword);
+      if (!credentials) {
+        credentials = pulumi.secret(
+          pulumi
+            .all([fromPassword, args.mirrorPassword])
+            .apply(([fromValue, toValue]): CopyCredentials => ({
+              ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
+              ...(toValue !== undefined ? { toPassword: toValue } : {}),
+            })),
+        );
+        credentialsFor.set(fromPassword, credentials);
+      }
+      return credentials;
+    };
     let images: MirroredImage[];
     try {
       images = plan.copies.map((copy) => {
@@ -106,14 +164,7 @@ export class ImageMirror extends pulumi.ComponentResource {
             ? (args.sourcePasswords?.[fromHost] ??
               args.sourcePasswords?.[copy.source.split("/")[0]])
             : undefined;
-        const credentials = pulumi.secret(
-          pulumi
-            .all([fromPassword, args.mirrorPassword])
-            .apply(([fromValue, toValue]): CopyCredentials => ({
-              ...(fromValue !== undefined ? { fromPassword: fromValue } : {}),
-              ...(toValue !== undefined ? { toPassword: toValue } : {}),
-            })),
-        );
+        const credentials = sharedCredentials(fromPassword);
         const inputs: Omit<MirroredImageInputs, "credentials"> & {
           credentials: pulumi.Input<CopyCredentials>;
         } = {
@@ -138,23 +189,25 @@ export class ImageMirror extends pulumi.ComponentResource {
       Error.stackTraceLimit = stackTraceLimit;
     }
 
-    const lockedImages = pulumi
-      .all(images.map((image) => pulumi.all([image.source, image.digest])))
-      .apply((pairs) => pairs.map(([imageSource, digest]) => ({ source: imageSource, digest })));
+    // Source and mirror reference are known here; only the digests come from the copies.
+    const digests = pulumi.all(images.map((image) => image.digest));
+    const lockedImages = digests.apply((values) =>
+      plan.copies.map((copy, index) => ({ source: copy.source, digest: values[index] })),
+    );
     this.lock = lockedImages.apply((entries) => ({
       lockVersion: 1 as const,
       images: [...entries].sort((a, b) => (a.source < b.source ? -1 : 1)),
     }));
-    this.mapping = pulumi
-      .all(images.map((image) => pulumi.all([image.source, image.mirrorReference, image.digest])))
-      .apply((entries) =>
-        Object.fromEntries(
-          entries.map(([imageSource, reference, digest]) => [
-            imageSource,
-            reference.includes("@") ? reference : `${reference}@${digest}`,
-          ]),
-        ),
-      );
+    this.mapping = digests.apply((values) =>
+      Object.fromEntries(
+        plan.copies.map((copy, index) => [
+          copy.source,
+          copy.mirrorReference.includes("@")
+            ? copy.mirrorReference
+            : `${copy.mirrorReference}@${values[index]}`,
+        ]),
+      ),
+    );
 
     if (args.destination.kind === "archive") {
       new ArchiveLock(
@@ -173,12 +226,55 @@ export class ImageMirror extends pulumi.ComponentResource {
     }
     this.upstreamRegistries = pulumi.output([...plan.mapping.upstreamRegistries]);
     this.imageCount = pulumi.output(plan.copies.length);
+
+    // Progress in the update's output: what is left to copy (preview and up), and once every
+    // copy is done, what this update moved.
+    const updateStartedAt = new Date();
+    const destinationName =
+      args.destination.kind === "archive"
+        ? `the archive ${args.destination.directory}`
+        : "the mirror";
+    const passwords = pulumi.all([args.mirrorPassword, pulumi.all(args.sourcePasswords ?? {})]);
+    this.transferPlan = pulumi.unsecret(
+      passwords.apply(async ([mirrorPassword, sourcePasswords]) => {
+        const transfer = await planTransfer(
+          plan.copies.map((copy) => ({
+            request: {
+              ...copy.request,
+              from: withAccessPassword(
+                copy.request.from,
+                (host) => sourcePasswords[host] ?? sourcePasswords[copy.source.split("/")[0]],
+              ),
+              to: withAccessPassword(copy.request.to, () => mirrorPassword),
+            },
+            expectedDigest: copy.expectedDigest,
+          })),
+        );
+        await pulumi.log.info(transferPlanLine(transfer, destinationName), this);
+        return transfer;
+      }),
+    );
+    if (!pulumi.runtime.isDryRun() && images.length > 0) {
+      pulumi
+        .all(images.map((image) => image.lastCopy))
+        .apply((reports) => pulumi.log.info(transferSummaryLine(reports, updateStartedAt), this));
+    }
+    const choosesPlatforms = plan.copies.some(
+      (copy) => copy.request.platform !== undefined || copy.request.platforms !== undefined,
+    );
+    this.platformBytesSaved = choosesPlatforms
+      ? pulumi
+          .all(images.map((image) => image.platformBytes))
+          .apply((entries) => entries.reduce((total, entry) => total + (entry?.saved ?? 0), 0))
+      : pulumi.output(0);
     this.registerOutputs({
+      transferPlan: this.transferPlan,
       mapping: this.mapping,
       lock: this.lock,
       repoList: this.repoList,
       upstreamRegistries: this.upstreamRegistries,
       imageCount: this.imageCount,
+      platformBytesSaved: this.platformBytesSaved,
     });
   }
 }

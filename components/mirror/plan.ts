@@ -1,5 +1,6 @@
 import { parseImageReference, type ImageReference } from "../../core/images/reference";
 import { planMirrorMapping, type MirrorPlan } from "../../core/images/mapping";
+import { platformPattern } from "../../core/images/platforms";
 import type { LockDocument } from "./actions/archive";
 import type { RegistryAccess } from "./actions/registry-client";
 import type { CopyLocation, CopyRequest } from "./actions/skopeo";
@@ -52,6 +53,12 @@ export interface ImageCopyPlanInput {
   upstreamPrefixes?: Record<string, string>;
   /** `os/arch[/variant]` to copy one platform; default every platform of the index. */
   platform?: string;
+  /**
+   * `os/arch[/variant]` platforms to copy out of multi-arch images (a smaller index under the
+   * tag; one platform: its image manifest). Images pinned by digest keep their whole index,
+   * since a subset would not have the digest they name. Default every platform.
+   */
+  platforms?: readonly string[];
   /** Pinned digests (from an archive's lock, or a previous run): sources are read by digest. */
   lock?: LockDocument;
 }
@@ -78,8 +85,6 @@ export class ImageCopyPlanError extends Error {
   }
 }
 
-const platformPattern = /^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/;
-
 function tagOrDigest(reference: ImageReference, pinned: string | undefined): string {
   return pinned ?? reference.digest ?? reference.tag ?? "latest";
 }
@@ -88,7 +93,26 @@ function tagOrDigest(reference: ImageReference, pinned: string | undefined): str
 export function planImageCopies(input: ImageCopyPlanInput): ImageCopyPlan {
   if (input.platform !== undefined && !platformPattern.test(input.platform)) {
     throw new ImageCopyPlanError(
-      `platform '${input.platform}' must be os/arch or os/arch/variant (e.g. linux/amd64, linux/arm64/v8); one platform only: copying a subset of an index would change the index digest nodes resolve`,
+      `platform '${input.platform}' must be os/arch or os/arch/variant (e.g. linux/amd64, linux/arm64/v8); list several platforms in platforms`,
+    );
+  }
+  const platforms = [...new Set(input.platforms ?? [])];
+  for (const platform of platforms) {
+    if (!platformPattern.test(platform)) {
+      throw new ImageCopyPlanError(
+        `platforms: '${platform}' must be os/arch or os/arch/variant (e.g. linux/amd64, linux/arm64/v8)`,
+      );
+    }
+  }
+  if (input.platform !== undefined && platforms.length > 0) {
+    throw new ImageCopyPlanError(
+      `platform and platforms are both set; list every platform in platforms (here ${[input.platform, ...platforms].join(", ")})`,
+    );
+  }
+  if (input.platform !== undefined) platforms.push(input.platform);
+  if (platforms.length > 1 && input.destination.kind === "archive") {
+    throw new ImageCopyPlanError(
+      `platforms: ${platforms.join(", ")}: an archive holds one platform or every platform of an image; choose one, or copy every platform`,
     );
   }
   const lockDigests = new Map(
@@ -159,9 +183,17 @@ export function planImageCopies(input: ImageCopyPlanInput): ImageCopyPlan {
       to = { transport: "oci", directory: input.destination.directory, refName: entry.source };
       mirrorReference = entry.source;
     }
+    // A digest names the whole index: choosing platforms out of it would push another digest.
+    const chosen = expectedDigest ? [] : platforms;
     return {
       source: entry.source,
-      request: { source: entry.source, from, to, platform: input.platform },
+      request: {
+        source: entry.source,
+        from,
+        to,
+        ...(chosen.length === 1 ? { platform: chosen[0] } : {}),
+        ...(chosen.length > 1 ? { platforms: chosen } : {}),
+      },
       expectedDigest,
       mirrorReference,
     };

@@ -1,4 +1,4 @@
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import { existsSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import {
@@ -8,12 +8,16 @@ import {
   writeLock,
   type LockedImage,
 } from "./actions/archive";
+import { RegistryRequestError, sharedRegistryClient } from "./actions/registry-client";
 import {
-  RegistryClient,
-  RegistryRequestError,
-  type RegistryAccess,
-} from "./actions/registry-client";
-import { copyImage, type CopyLocation, type CopyRequest } from "./actions/skopeo";
+  copyRegistryImage,
+  emptyCopyStats,
+  platformBytes,
+  UnsupportedByCopierError,
+  type RegistryCopyStats,
+} from "./actions/registry-copy";
+import { copyImage, type CopyLocation, type CopyOptions, type CopyRequest } from "./actions/skopeo";
+import { copyReportLine, imageBytes, type CopyReport } from "./progress";
 
 /**
  * What the mirror's dynamic providers do (see provider.ts for how the engine reaches this code).
@@ -44,9 +48,26 @@ export interface MirroredImageInputs {
   credentials: CopyCredentials;
 }
 
+/** Bytes of an image's platforms, read at preview when platforms are chosen. */
+export interface PlatformBytes {
+  /** Every platform of the index. */
+  all: number;
+  /** The chosen platforms: what is copied. */
+  chosen: number;
+  /** What choosing platforms saves: all - chosen. */
+  saved: number;
+}
+
+/** Inputs after `check`: the same, plus the platform bytes when platforms are chosen. */
+export interface CheckedMirroredImageInputs extends MirroredImageInputs {
+  platformBytes?: PlatformBytes;
+}
+
 export interface MirroredImageOutputs extends MirroredImageInputs {
   /** Digest the destination holds. */
   digest: string;
+  /** The last copy this resource made: bytes, retries, time (for the update's summary). */
+  lastCopy?: CopyReport;
 }
 
 function withPassword(location: CopyLocation, password: string | undefined): CopyLocation {
@@ -77,23 +98,12 @@ export function replacementKeys(olds: MirroredImageInputs, news: MirroredImageIn
           ? [to.access.host, to.repository, to.reference]
           : [path.resolve(to.directory), to.refName],
       platform: inputs.request.platform ?? null,
+      platforms: inputs.request.platforms ?? null,
     });
   };
   if (identity(olds) === identity(news)) return [];
   const keys = ["source", "request"];
   return olds.source === news.source ? ["request"] : keys;
-}
-
-function registryClient(access: RegistryAccess): RegistryClient {
-  const globalCache = globalThis as { __airgapRegistryClients?: Map<string, RegistryClient> };
-  globalCache.__airgapRegistryClients ??= new Map();
-  const key = JSON.stringify(access);
-  let client = globalCache.__airgapRegistryClients.get(key);
-  if (!client) {
-    client = new RegistryClient(access);
-    globalCache.__airgapRegistryClients.set(key, client);
-  }
-  return client;
 }
 
 /** Digest the destination holds for the image, or undefined when it is gone. */
@@ -106,7 +116,50 @@ export async function destinationDigest(request: CopyRequest): Promise<string | 
       ? digest
       : undefined;
   }
-  return registryClient(to.access).manifestDigest(to.repository, to.reference);
+  return sharedRegistryClient(to.access).manifestDigest(to.repository, to.reference);
+}
+
+/**
+ * Registry to registry: the in-process copier (shared connections, tokens and mounts across
+ * every image of the stack). Archives, and manifests that need converting: skopeo.
+ */
+export async function copyWithEngine(
+  request: CopyRequest,
+  options: CopyOptions & { stats?: RegistryCopyStats },
+): Promise<string> {
+  if (request.from.transport === "docker" && request.to.transport === "docker") {
+    try {
+      return await copyRegistryImage(request, options);
+    } catch (error) {
+      if (!(error instanceof UnsupportedByCopierError)) throw error;
+    }
+  }
+  return copyImage(request, options);
+}
+
+/**
+ * Where the provider's progress lines go. `pulumi.log` reaches the update's output: through the
+ * engine when the provider is connected to it, else through the provider's stdout, which the
+ * engine shows. Replaceable for tests.
+ */
+export const progress = {
+  info: (message: string): void => void pulumi.log.info(message),
+  warn: (message: string): void => void pulumi.log.warn(message),
+};
+
+/** Bytes a finished copy moved: what the registry copier uploaded, else the image's blobs. */
+async function copiedBytes(
+  request: CopyRequest,
+  stats: RegistryCopyStats,
+): Promise<number | undefined> {
+  if (stats.blobsUploaded + stats.blobsMounted + stats.blobsPresent > 0) return stats.bytesUploaded;
+  const archiveSide = request.from.transport === "oci" ? request.from : request.to;
+  if (archiveSide.transport !== "oci") return undefined;
+  try {
+    return await imageBytes(request, archiveSide);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Copies the image (verifying an archive source first) and checks the resulting digest. */
@@ -115,13 +168,32 @@ export async function performCopy(inputs: MirroredImageInputs): Promise<Mirrored
   if (request.from.transport === "oci") {
     await verifyArchivedImage(request.from.directory, request.from.refName, inputs.expectedDigest);
   }
-  const digest = await copyImage(request, { retries: inputs.retries });
+  const started = Date.now();
+  const stats = emptyCopyStats();
+  let retries = 0;
+  const digest = await copyWithEngine(request, {
+    retries: inputs.retries,
+    stats,
+    onRetry: ({ attempt, of, delayMs, reason }) => {
+      retries++;
+      progress.warn(
+        `${inputs.source}: retry ${attempt} of ${of} in ${(delayMs / 1000).toFixed(0)} s (${reason})`,
+      );
+    },
+  });
   if (inputs.expectedDigest && digest !== inputs.expectedDigest) {
     throw new Error(
       `${inputs.source}: copied ${digest}, but ${inputs.expectedDigest} was expected (the source changed since it was pinned)`,
     );
   }
-  return { ...inputs, digest };
+  const lastCopy: CopyReport = {
+    bytes: await copiedBytes(request, stats),
+    retries,
+    seconds: (Date.now() - started) / 1000,
+    finishedAt: new Date().toISOString(),
+  };
+  progress.info(copyReportLine(inputs.source, lastCopy));
+  return { ...inputs, digest, lastCopy };
 }
 
 /** Whether the stored passwords differ from the configured ones. Pure. */
@@ -140,6 +212,33 @@ function isAuthStatus(status: number): boolean {
 
 /** The provider behind each mirrored image. */
 export const mirroredImageRuntime: pulumi.dynamic.ResourceProvider = {
+  /**
+   * Runs at preview too: with platforms chosen, records how many bytes the image's platforms
+   * take and how many choosing saves, so the preview shows it. Read once per image (carried over
+   * while the image stays the same); a source that cannot be read now leaves it out (the copy
+   * reports why).
+   */
+  async check(olds: Partial<CheckedMirroredImageInputs>, news: MirroredImageInputs) {
+    const chosen = news.request.platforms ?? (news.request.platform ? [news.request.platform] : []);
+    if (chosen.length === 0) return { inputs: news };
+    const same =
+      olds.request !== undefined && replacementKeys(olds as MirroredImageInputs, news).length === 0;
+    if (same && olds.platformBytes)
+      return { inputs: { ...news, platformBytes: olds.platformBytes } };
+    let bytes: { all: number; chosen: number } | undefined;
+    try {
+      bytes = await platformBytes(requestWithCredentials(news.request, news.credentials));
+    } catch {
+      bytes = undefined;
+    }
+    if (!bytes) return { inputs: news };
+    const checked: CheckedMirroredImageInputs = {
+      ...news,
+      platformBytes: { ...bytes, saved: bytes.all - bytes.chosen },
+    };
+    return { inputs: checked };
+  },
+
   async create(inputs: MirroredImageInputs) {
     const outs = await performCopy(inputs);
     return { id: `${inputs.mirrorReference}@${outs.digest}`, outs };
@@ -200,7 +299,11 @@ export const mirroredImageRuntime: pulumi.dynamic.ResourceProvider = {
   async delete(_id: string, props: MirroredImageOutputs) {
     const to = requestWithCredentials(props.request, props.credentials).to;
     if (!props.deleteOnDestroy || to.transport !== "docker" || !props.digest) return;
-    await registryClient(to.access).deleteManifest(to.repository, props.digest);
+    const client = sharedRegistryClient(to.access);
+    // Pinned by digest: the manifest is this resource's alone. By tag: delete the tag, never
+    // the other tags that share its digest.
+    if (to.reference.includes(":")) await client.deleteManifest(to.repository, props.digest);
+    else await client.deleteTag(to.repository, to.reference, props.digest);
   },
 };
 

@@ -51,6 +51,7 @@ function loadRuntime(): Runtime {
 }
 
 export const mirroredImageProvider: pulumi.dynamic.ResourceProvider = {
+  check: (olds, news) => loadRuntime().mirroredImageRuntime.check!(olds, news),
   create: (inputs) => loadRuntime().mirroredImageRuntime.create(inputs),
   diff: (id, olds, news) => loadRuntime().mirroredImageRuntime.diff!(id, olds, news),
   update: (id, olds, news) => loadRuntime().mirroredImageRuntime.update!(id, olds, news),

@@ -61,7 +61,8 @@ export class UnknownKubernetesVersionError extends Error {
     super(
       `the image catalog has no list for Kubernetes ${JSON.stringify(requested)}; ` +
         `it has: ${knownVersions.join(", ")}. Run \`e2e.test --list-images\` from the ` +
-        `conformance image of your version and pass its output as a list file instead`,
+        `conformance image of your version, give its output as an image list file and leave ` +
+        `the shipped catalog out`,
     );
   }
 }

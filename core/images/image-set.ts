@@ -93,10 +93,11 @@ export class ImageSetError extends Error {
   constructor(
     /** The option or configuration key at fault, e.g. "conformanceImage", "images.extra[3]". */
     readonly source: string,
-    message: string,
+    /** What is wrong, without the source in front. */
+    readonly reason: string,
     options?: { cause?: unknown },
   ) {
-    super(`${source}: ${message}`, options);
+    super(`${source}: ${reason}`, options);
   }
 }
 

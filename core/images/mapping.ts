@@ -93,10 +93,13 @@ export class MirrorCollisionError extends Error {
     super(
       `mirror path collision on ${mirrorHost}: ${described}. The mirror drops the upstream host ` +
         `from the path, so give the colliding upstream its own path in the mirror, e.g. ` +
-        `upstreamPrefixes: ${JSON.stringify(suggestedUpstreamPrefixes)} (a prefixed upstream ` +
-        `needs containerd override_path / a path in the node registry config)`,
+        `upstreamPrefixes: ${JSON.stringify(suggestedUpstreamPrefixes)}`,
     );
+    this.described = described;
   }
+
+  /** Each collision, as `'<path>' would hold <sources>`, joined by "; ". */
+  readonly described: string;
 }
 
 /**

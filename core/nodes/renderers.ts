@@ -74,7 +74,8 @@ function mirrorHeaderLines(mirror: NodeMirror, table: string, indent: string): s
  * containerd `hosts.toml` for one upstream (containerd >= 1.5, and 2.x). The mirror may only
  * pull and resolve; `ca`/`skip_verify` only when asked; `override_path` when the upstream lives
  * under a path in the mirror (containerd would otherwise request `/v2/<repo>` at the root).
- * With `forbidFallback` the mirror is the `server` itself, so containerd never tries upstream.
+ * With `forbidFallback` the mirror is the `server` itself (and the one `host`), so containerd
+ * never tries upstream.
  */
 export function renderContainerdHostsToml(
   upstream: NodeUpstream,
@@ -87,21 +88,15 @@ export function renderContainerdHostsToml(
   ];
   if (upstream.pathPrefix !== undefined) hostSettings.push("override_path = true");
   const mirrorUrl = containerdMirrorUrl(mirror, upstream);
-  const hostTable = `host.${tomlString(mirrorUrl)}`;
   if (options.forbidFallback) {
-    // The mirror as the only host; a [host] table, since containerd 1.6 takes the scheme from
-    // one only (`server` alone is tried over https).
-    return [
-      `# ${generatedBy}`,
-      `# ${upstream.registry} is pulled from the mirror only: no fallback to the upstream.`,
-      `server = ${tomlString(mirrorUrl)}`,
-      "",
-      `[${hostTable}]`,
-      ...hostSettings.map((line) => `  ${line}`),
-      ...mirrorHeaderLines(mirror, `${hostTable}.header`, "  "),
-      "",
-    ].join("\n");
+    return mirrorOnlyHostsToml(
+      `${upstream.registry} is pulled from the mirror only: no fallback to the upstream.`,
+      mirrorUrl,
+      hostSettings,
+      mirror,
+    );
   }
+  const hostTable = `host.${tomlString(mirrorUrl)}`;
   return [
     `# ${generatedBy}`,
     `# ${upstream.registry} is pulled through the mirror; the upstream is only tried after it.`,
@@ -121,18 +116,35 @@ export function renderContainerdHostsToml(
  * https without it), its CA or skip_verify, and its credentials as an Authorization header.
  */
 export function renderContainerdMirrorHostsToml(mirror: NodeMirror): string {
-  const url = `${mirror.scheme}://${mirror.endpoint}`;
-  const hostTable = `host.${tomlString(url)}`;
-  // containerd 1.6's CRI pull takes the scheme from a [host] table only: with `server` alone
-  // it still sends https to a plain-http mirror (measured with a CRI PullImage on 1.6.20).
+  return mirrorOnlyHostsToml(
+    `${mirror.endpoint} is the mirror itself: references that name it are pulled from it.`,
+    `${mirror.scheme}://${mirror.endpoint}`,
+    [`capabilities = ${tomlStringArray(["pull", "resolve"])}`, ...mirrorHostSettings(mirror)],
+    mirror,
+  );
+}
+
+/**
+ * A hosts.toml whose only source is the mirror: it is the `server`, and also the one `host`
+ * entry, because containerd 1.6 rejects a hosts.toml without a `host` table ("invalid `host`
+ * tree") and then silently falls back to https://<name>. Both carry the same settings.
+ */
+function mirrorOnlyHostsToml(
+  comment: string,
+  mirrorUrl: string,
+  settings: readonly string[],
+  mirror: NodeMirror,
+): string {
+  const hostTable = `host.${tomlString(mirrorUrl)}`;
   return [
     `# ${generatedBy}`,
-    `# ${mirror.endpoint} is the mirror itself: references that name it are pulled from it.`,
-    `server = ${tomlString(url)}`,
+    `# ${comment}`,
+    `server = ${tomlString(mirrorUrl)}`,
+    ...settings,
+    ...mirrorHeaderLines(mirror, "header", ""),
     "",
     `[${hostTable}]`,
-    `  capabilities = ${tomlStringArray(["pull", "resolve"])}`,
-    ...mirrorHostSettings(mirror).map((line) => `  ${line}`),
+    ...settings.map((line) => `  ${line}`),
     ...mirrorHeaderLines(mirror, `${hostTable}.header`, "  "),
     "",
   ].join("\n");
@@ -279,17 +291,24 @@ export function spoofedHostnames(registry: string): string[] {
 }
 
 /**
- * /etc/hosts lines sending every upstream name to the mirror's IP (the xcluster way). Works
- * only when the mirror listens where the runtime expects the upstream: port 80 for http, 443
- * for https (with a certificate for the upstream names the node trusts), and without paths.
+ * /etc/hosts lines sending every upstream name to the mirror's IP (the xcluster way). Runtimes
+ * reach registry.k8s.io, docker.io and the like over https on port 443 only (plain http on port
+ * 80 is never tried for them), so the mirror must serve https on 443, with a certificate for
+ * every spoofed name that the node trusts, and hold the images without path prefixes.
  */
 export function renderHostsBlock(mirror: NodeMirror, upstreams: readonly NodeUpstream[]): string {
   const address = parseMirrorEndpoint(mirror.endpoint, mirror.scheme);
-  const standardPort = mirror.scheme === "https" ? 443 : 80;
-  if (address.port !== standardPort) {
+  const spoofed = upstreams.map((u) => u.registry).join(", ");
+  if (mirror.scheme !== "https") {
+    throw new NodeConfigError(
+      "mirror.scheme",
+      `hosts spoofing sends ${spoofed} to the mirror's address, and runtimes reach those names over https on port 443 only; serve the mirror over https on port 443 with a certificate for those names, or use another runtime flavour`,
+    );
+  }
+  if (address.port !== 443) {
     throw new NodeConfigError(
       "mirror.endpoint",
-      `hosts spoofing sends ${upstreams.map((u) => u.registry).join(", ")} to the mirror's address, so the mirror must listen on the standard port (${standardPort} for ${mirror.scheme}); '${mirror.endpoint}' uses ${address.port}. Move the mirror to port ${standardPort} or use another runtime flavour`,
+      `hosts spoofing sends ${spoofed} to the mirror's address, so the mirror must listen on port 443 (https); '${mirror.endpoint}' uses ${address.port}. Move the mirror to port 443 or use another runtime flavour`,
     );
   }
   if (!isIpHost(address)) {

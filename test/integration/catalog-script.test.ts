@@ -3,7 +3,6 @@ import {
   chmodSync,
   existsSync,
   mkdirSync,
-  mkdtempSync,
   readFileSync,
   readdirSync,
   writeFileSync,
@@ -12,6 +11,7 @@ import * as path from "node:path";
 import { parseCatalogFile } from "../../core/images/catalog";
 import { run } from "../lab/exec";
 import { labDir, projectRoot } from "../lab/paths";
+import { scratchDir } from "../scratch";
 
 /**
  * scripts/regenerate-catalog.sh runs on a connected machine against the real conformance image;
@@ -42,7 +42,7 @@ esac
   }
 
   beforeEach(function () {
-    dir = mkdtempSync(path.join(labDir, "catalog-script-"));
+    dir = scratchDir("catalog-script-", labDir);
   });
 
   it("writes a sorted, de-duplicated list with a provenance header the catalog accepts", async function () {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { cpSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { readLock, verifyArchivedImage, writeLock } from "../../components/mirror/actions/archive";
 import {
@@ -19,6 +19,7 @@ import type {
   MirroredImageInputs,
   MirroredImageOutputs,
 } from "../../components/mirror/provider-runtime";
+import { megabytes } from "../../components/mirror/progress";
 import { callProvider, serializeProvider } from "../lab/dynamic-provider";
 import { docker } from "../lab/engine";
 import { run } from "../lab/exec";
@@ -31,6 +32,7 @@ import {
   writeOciLayout,
 } from "../lab/synthetic-images";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
+import { scratchDir } from "../scratch";
 
 function accessOf(registry: LabRegistry, withPassword = true): RegistryAccess {
   return {
@@ -163,8 +165,13 @@ describe("mirroring actions against real registries", function () {
       destination: { kind: "registry", access: accessOf(mirror), nodeEndpoint: "mirror.lab:5000" },
     }).copies;
     const started = Date.now();
+    const retried: { attempt: number; of: number; delayMs: number; reason: string }[] = [];
     await assert.rejects(
-      copyImage(copy.request, { retries: 2, backoffMs: 100 }),
+      copyImage(copy.request, {
+        retries: 2,
+        backoffMs: 100,
+        onRetry: (retry) => retried.push(retry),
+      }),
       (error: Error) => {
         assert.ok(error instanceof ImageCopyError);
         assert.equal(error.kind, "unreachable");
@@ -178,6 +185,15 @@ describe("mirroring actions against real registries", function () {
       },
     );
     assert.ok(Date.now() - started >= 300, "two retries with 100 ms and 200 ms backoff happened");
+    // Each retry is told (the provider logs it), with skopeo's reason.
+    assert.deepEqual(
+      retried.map(({ attempt, of, delayMs }) => [attempt, of, delayMs]),
+      [
+        [1, 2, 100],
+        [2, 2, 200],
+      ],
+    );
+    assert.match(retried[0].reason, /connection refused|127\.0\.0\.1/);
   });
 
   it("checks presence and digests of many images in one process (plain and TLS + auth)", async function () {
@@ -223,7 +239,7 @@ describe("mirroring actions against real registries", function () {
     let archive: string;
 
     before(async function () {
-      archive = path.join(mkdtempSync(path.join(labDir, "archive-")), "images");
+      archive = path.join(scratchDir("archive-", labDir), "images");
       const exportPlan = planImageCopies({
         images: upstreams.images.map((image) => image.name),
         source: { kind: "upstream", registries: upstreamAccess(upstreams) },
@@ -286,7 +302,7 @@ describe("mirroring actions against real registries", function () {
     });
 
     it("refuses an archive with a tampered blob, naming the image", async function () {
-      const tampered = path.join(mkdtempSync(path.join(labDir, "tampered-")), "images");
+      const tampered = path.join(scratchDir("tampered-", labDir), "images");
       cpSync(archive, tampered, { recursive: true });
       const blobs = path.join(tampered, "blobs", "sha256");
       const largest = readdirSync(blobs).sort(
@@ -349,12 +365,25 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
 
   it("creates, sees drift in diff, repairs it on update, and deletes on destroy", async function () {
     const nginx = upstreams.images.find((image) => image.repository === "library/nginx")!;
+    const progress: string[] = [];
     const created = await callProvider<{ id: string; outs: MirroredImageOutputs }>(
       providerFile,
       "create",
       [inputs],
+      undefined,
+      progress,
     );
     assert.equal(created.outs.digest, nginx.digest);
+    // The copy reports its bytes through pulumi.log (the update shows the provider's output).
+    const copiedBytes = created.outs.lastCopy?.bytes ?? 0;
+    assert.ok(copiedBytes > 0, JSON.stringify(created.outs.lastCopy));
+    assert.deepEqual(
+      progress.filter((line) => line.includes("copied ")),
+      [
+        `info: [runtime] copied docker.io/library/nginx:1.27-alpine: ${megabytes(copiedBytes)} in ${created.outs.lastCopy!.seconds.toFixed(1)} s`,
+      ],
+    );
+    assert.equal(created.outs.lastCopy?.retries, 0);
     assert.equal(created.id, `mirror.lab:5000/library/nginx:1.27-alpine@${nginx.digest}`);
 
     const steady = await callProvider<{ changes: boolean }>(providerFile, "diff", [
@@ -395,6 +424,41 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
 
     await callProvider(providerFile, "delete", [created.id, updated.outs]);
     assert.equal(await client.manifestDigest("library/nginx", "1.27-alpine"), undefined);
+    client.close();
+  });
+
+  it("deleteOnDestroy deletes its tag only: another tag on the same digest stays", async function () {
+    const nginx = upstreams.images.find((image) => image.repository === "library/nginx")!;
+    const aliasInputs = {
+      ...inputs,
+      request: { ...inputs.request, to: { ...inputs.request.to, reference: "alias" } },
+      mirrorReference: "mirror.lab:5000/library/nginx:alias",
+    } as MirroredImageInputs;
+    const first = await callProvider<{ id: string; outs: MirroredImageOutputs }>(
+      providerFile,
+      "create",
+      [inputs],
+    );
+    const alias = await callProvider<{ id: string; outs: MirroredImageOutputs }>(
+      providerFile,
+      "create",
+      [aliasInputs],
+    );
+    const client = new RegistryClient(accessOf(mirror));
+    assert.equal(await client.manifestDigest("library/nginx", "alias"), nginx.digest);
+
+    // The registry (distribution 2.8) deletes manifests by digest only, which would take the
+    // alias with it: the shared manifest is kept.
+    await callProvider(providerFile, "delete", [first.id, first.outs]);
+    assert.equal(await client.manifestDigest("library/nginx", "alias"), nginx.digest);
+
+    // An image whose tag is its only one is deleted (also the first test's last step).
+    assert.equal(await client.deleteManifest("library/nginx", nginx.digest), "deleted");
+    assert.equal(
+      await callProvider(providerFile, "delete", [alias.id, alias.outs]),
+      null,
+      "an image already gone is not an error",
+    );
     client.close();
   });
 
@@ -474,7 +538,7 @@ describe("an upstream killed in the middle of a copy", function () {
       startLabRegistry({ name: "lab-upstream-fragile" }),
       startLabRegistry({ name: "lab-mirror-after-kill" }),
     ]);
-    layout = mkdtempSync(path.join(labDir, "big-"));
+    layout = scratchDir("big-", labDir);
     const image = singlePlatformImage(
       makeManifest([await makeRandomLayer("big.bin", 192 * 1024 * 1024)], {
         os: "linux",

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import * as path from "node:path";
 import * as tls from "node:tls";
@@ -17,6 +17,7 @@ import { labDir } from "../lab/paths";
 import { labRegistryImage } from "../lab/registry-image";
 import { freePort, startLabRegistry, type LabRegistry } from "../lab/registries";
 import { labUpstreams } from "../lab/upstreams";
+import { scratchDir } from "../scratch";
 
 function tlsFlags(registry: LabRegistry, direction: "src" | "dest"): string[] {
   return registry.certDir
@@ -76,7 +77,7 @@ describe("RegistryContainer spec on the Docker engine", function () {
       assert.equal(byDigest.code, 0, byDigest.stderr);
       assert.equal(JSON.parse(byDigest.stdout).manifests.length, 2, "the whole index was kept");
 
-      const pulled = mkdtempSync(path.join(labDir, "pulled-"));
+      const pulled = scratchDir("pulled-", labDir);
       await run("skopeo", [
         "copy",
         "--all",
@@ -202,7 +203,7 @@ describe("registry image load from a tar (docker load action)", function () {
   let tarFile: string;
 
   before(async function () {
-    const dir = mkdtempSync(path.join(labDir, "image-tar-"));
+    const dir = scratchDir("image-tar-", labDir);
     tarFile = path.join(dir, "registry.tar");
     await run("docker", ["tag", labRegistryImage, loadedTag]);
     await run("docker", ["save", "--output", tarFile, loadedTag]);

@@ -21,27 +21,33 @@ export async function serializeProvider(
   return file;
 }
 
+/** Marks the answer line; whatever else the provider prints (its progress) is returned apart. */
+const resultMarker = "@@provider-result ";
+
 const hostScript = `
 const fs = require("fs");
 const requireFromString = require(require.resolve("require-from-string", { paths: [process.env.PULUMI_SDK_DIR] }));
 const provider = requireFromString(fs.readFileSync(process.env.PROVIDER_FILE, "utf8")).handler();
 const { method, args } = JSON.parse(fs.readFileSync(0, "utf8"));
+const answer = (value) => process.stdout.write("\\n" + ${JSON.stringify(resultMarker)} + JSON.stringify(value) + "\\n");
 provider[method](...args).then(
-  (result) => process.stdout.write(JSON.stringify({ ok: true, result: result === undefined ? null : result })),
-  (error) => process.stdout.write(JSON.stringify({ ok: false, error: String(error && error.message || error) })),
+  (result) => answer({ ok: true, result: result === undefined ? null : result }),
+  (error) => answer({ ok: false, error: String(error && error.message || error) }),
 );
 `;
 
 /**
  * Calls one provider method in a fresh process; rejects with the provider's error message. Like
  * the engine, the host runs in the program's working directory (`projectDir`/infra, Pulumi.yaml's
- * `main`) with the project's own @pulumi/pulumi.
+ * `main`) with the project's own @pulumi/pulumi. Lines the provider printed besides its answer
+ * (what the engine shows in the update) are appended to `output` when given.
  */
 export async function callProvider<T>(
   file: string,
   method: string,
   args: unknown[],
   projectDir = projectRoot,
+  output?: string[],
 ): Promise<T> {
   const result = await run(process.execPath, ["-e", hostScript], {
     input: JSON.stringify({ method, args }),
@@ -51,7 +57,15 @@ export async function callProvider<T>(
     },
     cwd: path.join(projectDir, "infra"),
   });
-  const answer = JSON.parse(result.stdout) as { ok: boolean; result?: T; error?: string };
+  const lines = result.stdout.split("\n");
+  const answerLine = [...lines].reverse().find((line) => line.startsWith(resultMarker));
+  if (answerLine === undefined) throw new Error(`the provider gave no answer: ${result.stdout}`);
+  output?.push(...lines.filter((line) => line !== "" && !line.startsWith(resultMarker)));
+  const answer = JSON.parse(answerLine.slice(resultMarker.length)) as {
+    ok: boolean;
+    result?: T;
+    error?: string;
+  };
   if (!answer.ok) throw new Error(answer.error);
   return answer.result as T;
 }

@@ -1,6 +1,5 @@
-import { mkdtempSync } from "node:fs";
-import * as path from "node:path";
 import { parseImageReference } from "../../core/images/reference";
+import { scratchDir } from "../scratch";
 import { run } from "./exec";
 import { labDir } from "./paths";
 import { startLabRegistry, type LabRegistry } from "./registries";
@@ -73,7 +72,7 @@ export async function startLabImageSource(name: string, upstream: string): Promi
       );
     }
     batch++;
-    const layoutDir = mkdtempSync(path.join(labDir, `${name}-layout-`));
+    const layoutDir = scratchDir(`${name}-layout-`, labDir);
     writeOciLayout(layoutDir, layout);
     const copy = (index: number) =>
       run("skopeo", [

@@ -1,5 +1,3 @@
-import { mkdtempSync } from "node:fs";
-import * as path from "node:path";
 import { run } from "./exec";
 import { labDir } from "./paths";
 import { startLabRegistry, type LabRegistry } from "./registries";
@@ -12,6 +10,7 @@ import {
   writeOciLayout,
   type SyntheticImage,
 } from "./synthetic-images";
+import { scratchDir } from "../scratch";
 
 /** An image seeded into a lab upstream under its real upstream name. */
 export interface SeededImage {
@@ -104,7 +103,7 @@ export function labUpstreams(): Promise<LabUpstreams> {
         ),
       },
     ];
-    const layoutDir = mkdtempSync(path.join(labDir, "upstream-layout-"));
+    const layoutDir = scratchDir("upstream-layout-", labDir);
     writeOciLayout(
       layoutDir,
       Object.fromEntries(

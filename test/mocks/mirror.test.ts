@@ -1,12 +1,13 @@
 import { fakeDigest, only, recorded, resourcesOf, settle, valueOf } from "./harness";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
-import * as os from "node:os";
+import { createHash } from "node:crypto";
+import { cpSync, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { ImageMirror, type ImageMirrorArgs } from "../../components/mirror";
 import { writeLock } from "../../components/mirror/actions/archive";
 import { planImageCopies } from "../../components/mirror/plan";
 import { renderRepoList } from "../../core/images/repo-list";
+import { scratchDir } from "../scratch";
 
 const imageType = "pulumi-nodejs:dynamic/mirror:MirroredImage";
 const mirrorAccess = { host: "127.0.0.1:5001", scheme: "http" as const };
@@ -143,7 +144,7 @@ describe("ImageMirror (mocks)", function () {
   });
 
   it("exports into an archive and writes the lock only after every image", async function () {
-    const directory = path.join(mkdtempSync(path.join(os.tmpdir(), "export-")), "images");
+    const directory = path.join(scratchDir("export-"), "images");
     const mirror = new ImageMirror("export", {
       images,
       destination: { kind: "archive", directory },
@@ -158,8 +159,71 @@ describe("ImageMirror (mocks)", function () {
     assert.equal(await valueOf(mirror.repoList), undefined);
   });
 
+  it("logs at preview how many images are there and what is left to copy, with its size", async function () {
+    // Source: an OCI layout with two images sharing a 3 MB base layer; destination: an archive
+    // that already holds one of them.
+    const source = scratchDir("progress-source-");
+    const blobs = path.join(source, "blobs", "sha256");
+    mkdirSync(blobs, { recursive: true });
+    const put = (text: string) => {
+      const hex = createHash("sha256").update(text).digest("hex");
+      writeFileSync(path.join(blobs, hex), text);
+      return { digest: `sha256:${hex}`, size: Buffer.byteLength(text) };
+    };
+    const base = { digest: `sha256:${"b".repeat(64)}`, size: 3_000_000 };
+    const manifestOf = (own: string) =>
+      put(
+        JSON.stringify({
+          schemaVersion: 2,
+          config: { digest: `sha256:${own.repeat(64)}`, size: 1_000 },
+          layers: [base, { digest: `sha256:${own.repeat(63)}0`, size: 2_000_000 }],
+        }),
+      );
+    const refs = ["registry.k8s.io/pause:3.10", "registry.k8s.io/etcd:3.5.15-0"];
+    const manifests = [manifestOf("c"), manifestOf("d")];
+    const index = (entries: number[]) =>
+      JSON.stringify({
+        schemaVersion: 2,
+        manifests: entries.map((i) => ({
+          ...manifests[i],
+          annotations: { "org.opencontainers.image.ref.name": refs[i] },
+        })),
+      });
+    writeFileSync(path.join(source, "index.json"), index([0, 1]));
+    writeLock(
+      source,
+      refs.map((ref, i) => ({ source: ref, digest: manifests[i].digest })),
+    );
+    const destination = scratchDir("progress-destination-");
+    cpSync(source, destination, { recursive: true });
+    writeFileSync(path.join(destination, "index.json"), index([0]));
+
+    const lines: string[] = [];
+    const log = console.log;
+    console.log = (...args: unknown[]) => void lines.push(args.join(" "));
+    try {
+      const mirror = new ImageMirror("progress", {
+        images: refs,
+        source: { kind: "archive", directory: source },
+        destination: { kind: "archive", directory: destination },
+      });
+      const plan = await valueOf(mirror.transferPlan);
+      await settle();
+      // Only etcd is copied: its own layer and config, and the base it shares with pause.
+      assert.deepEqual(plan, { total: 2, present: 1, toCopy: 1, bytes: 5_001_000, unsized: 0 });
+    } finally {
+      console.log = log;
+    }
+    assert.ok(
+      lines.some((line) =>
+        line.endsWith(`2 images: 1 already in the archive ${destination}, 1 to copy (5.0 MB)`),
+      ),
+      lines.join("\n"),
+    );
+  });
+
   it("imports from an archive pinned by its lock file", async function () {
-    const directory = mkdtempSync(path.join(os.tmpdir(), "import-"));
+    const directory = scratchDir("import-");
     const digest = `sha256:${"a".repeat(64)}`;
     writeLock(directory, [{ source: "registry.k8s.io/pause:3.10", digest }]);
     new ImageMirror(
@@ -176,8 +240,28 @@ describe("ImageMirror (mocks)", function () {
     });
   });
 
+  it("chooses platforms for tags, keeps digest-pinned indexes whole, and sums the bytes saved", async function () {
+    const pinned = `registry.k8s.io/etcd:3.5.15-0@${fakeDigest("etcd")}`;
+    const mirror = new ImageMirror(
+      "platforms",
+      registryArgs([...images, pinned], { platforms: ["linux/amd64", "linux/arm64"] }),
+    );
+    assert.equal(await valueOf(mirror.platformBytesSaved), 3 * 100);
+    await settle();
+    const declared = declaredImages("platforms") as Map<
+      string,
+      { request: { platforms?: string[] } }
+    >;
+    assert.deepEqual(declared.get(pinned)?.request.platforms, undefined);
+    for (const image of images) {
+      assert.deepEqual(declared.get(image)?.request.platforms, ["linux/amd64", "linux/arm64"]);
+    }
+    const everything = new ImageMirror("all-platforms", registryArgs(images));
+    assert.equal(await valueOf(everything.platformBytesSaved), 0);
+  });
+
   describe("bad input fails before anything is created", function () {
-    const archiveWithoutLock = mkdtempSync(path.join(os.tmpdir(), "no-lock-"));
+    const archiveWithoutLock = scratchDir("no-lock-");
     const cases: Array<[string, ImageMirrorArgs, RegExp]> = [
       [
         "a malformed reference",

@@ -1,6 +1,6 @@
 import { recorded, resourcesOf, settle, valueOf, type RecordedResource } from "./harness";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -9,6 +9,7 @@ import {
   type NodeRegistryNode,
 } from "../../components/nodes";
 import { planNodeFiles, renderNodeScript } from "../../core/nodes";
+import { scratchDir } from "../scratch";
 
 const caPem = readFileSync(path.resolve(__dirname, "..", "fixtures", "registry.crt"), "utf8");
 const privateKey =
@@ -375,6 +376,39 @@ describe("NodeRegistryConfig (mocks)", function () {
     });
   });
 
+  describe("a manual node", function () {
+    let component: NodeRegistryConfig;
+    let dir: string;
+    before(async function () {
+      dir = scratchDir("node-scripts-");
+      component = await declare("handoff", {
+        nodes: [
+          sshNode("worker-1", "10.0.0.11"),
+          { name: "edge-7", runtime: "containerd", access: { kind: "manual" } },
+        ],
+        mirror,
+        upstreams,
+        manualScriptDir: dir,
+      });
+    });
+
+    it("declares no command for it, only for the nodes Pulumi reaches", function () {
+      assert.deepEqual(
+        children("handoff").map((resource) => [resource.type, resource.name]),
+        [[remoteType, "handoff-ssh-10.0.0.11"]],
+      );
+    });
+
+    it("writes its exact script (mode 0600) and exports where it is", async function () {
+      const written = await valueOf(component.manualScripts);
+      const file = path.join(dir, "edge-7", "node-script.sh");
+      assert.deepEqual(written, { "edge-7": file });
+      assert.equal(readFileSync(file, "utf8"), expectedScript("edge-7", "containerd"));
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.equal((await valueOf(component.scripts))["edge-7"], readFileSync(file, "utf8"));
+    });
+  });
+
   describe("bad input fails before anything is created", function () {
     const cases: Array<[string, Partial<NodeRegistryConfigArgs>, RegExp]> = [
       [
@@ -429,9 +463,9 @@ describe("NodeRegistryConfig (mocks)", function () {
         /nodes\[0\]\.access\.hostKey: ssh node n1 \(10\.0\.0\.1\) needs its host key .*skipHostKeyCheck: true/,
       ],
       [
-        "hosts flavour on a non-standard port",
+        "hosts flavour over plain http",
         { nodes: [sshNode("n1", "10.0.0.1", "hosts")], mirror: { endpoint: "10.0.0.5:5000" } },
-        /mirror\.endpoint: hosts spoofing .*standard port \(80 for http\)/,
+        /mirror\.scheme: hosts spoofing .*over https on port 443 only/,
       ],
     ];
     for (const [label, patch, expected] of cases) {

@@ -258,6 +258,26 @@ describe("the program (mocks)", function () {
     assert.deepEqual(changed, ["conformance-pod", "conformance-preflight", "conformance-run"]);
   });
 
+  it("copies the imagesPlatforms of each tag and outputs the bytes that saves", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.dev.yaml", {
+      "airgap-conformance:imagesPlatforms": '["linux/amd64","linux/arm64"]',
+    });
+    const images = registered.filter(
+      (resource) => resource.type === "pulumi-nodejs:dynamic/mirror:MirroredImage",
+    );
+    assert.ok(images.length > 10);
+    for (const image of images) {
+      const request = image.inputs.request as { platforms?: string[] };
+      if (String(image.inputs.source).includes("@")) assert.equal(request.platforms, undefined);
+      else assert.deepEqual(request.platforms, ["linux/amd64", "linux/arm64"]);
+    }
+    // The harness answers like the provider's check: 3 platforms of 100 bytes, 2 chosen.
+    const pinned = images.filter((image) => String(image.inputs.source).includes("@")).length;
+    assert.equal(await valueOf(outputs.imagesPlatformBytesSaved!), (images.length - pinned) * 100);
+    const whole = await evaluateStack("Pulumi.dev.yaml");
+    assert.equal(whole.outputs.imagesPlatformBytesSaved, undefined);
+  });
+
   it("evaluates the export stack: images into an archive, no registry", async function () {
     const { config } = readStackFile(path.join(root, "Pulumi.export.yaml"));
     useConfig(config);

@@ -22,6 +22,8 @@ export interface CopyRequest {
   to: CopyLocation;
   /** `os/arch` to copy one platform; default: the whole index with every platform. */
   platform?: string;
+  /** Several `os/arch` to keep (a smaller index); the registry copier's, never skopeo's. */
+  platforms?: string[];
   /** skopeo's own per-request retries (blob/manifest requests). */
   skopeoRetries?: number;
 }
@@ -209,6 +211,8 @@ export interface CopyOptions {
   retries?: number;
   /** First backoff delay in ms. Default 1000. */
   backoffMs?: number;
+  /** Told before each retry: which one, the wait before it, and the failure (no credentials). */
+  onRetry?: (retry: { attempt: number; of: number; delayMs: number; reason: string }) => void;
 }
 
 /** Copies one image and returns the digest written to the destination. */
@@ -239,6 +243,12 @@ export async function copyImage(request: CopyRequest, options: CopyOptions = {})
         );
         throw new ImageCopyError(request.source, kind, copyFailureMessage(request, kind, detail));
       }
+      options.onRetry?.({
+        attempt: attempt + 1,
+        of: delays.length,
+        delayMs: delays[attempt],
+        reason: redactCredentials(result.stderr.trim().split("\n").slice(-1).join(""), secrets),
+      });
       await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
     }
   } finally {

@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import {
@@ -14,6 +13,7 @@ import {
 } from "../../../core/images/catalog";
 import { InvalidKubernetesVersionError } from "../../../core/images/kubernetes-version";
 import { canonicalImageReference } from "../../../core/images/reference";
+import { scratchDir } from "../../scratch";
 
 describe("catalog", () => {
   it("knows 1.31, 1.33 and 1.35", () => {
@@ -107,7 +107,7 @@ describe("catalog", () => {
   });
 
   it("reads from another catalog directory when given one", () => {
-    const directory = mkdtempSync(join(tmpdir(), "catalog-"));
+    const directory = scratchDir("catalog-");
     try {
       const original = readFileSync(join(CATALOG_DIRECTORY, "kubernetes-v1.31.txt"), "utf8");
       const edited = original.replace(

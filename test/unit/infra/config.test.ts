@@ -6,6 +6,7 @@ import {
   buildStackConfig,
   configKeyForRegistryArg,
   parseExtraSettings,
+  parseNodeEntry,
   readTypedConfig,
   registryArgConfigKeys,
 } from "../../../infra/config";
@@ -50,6 +51,26 @@ describe("stack config", function () {
     assert.deepEqual(values.registryNetworks, ["kind", "lab"]);
   });
 
+  it("fails the up on a run where no spec ran unless conformanceFailOnNoTests is false", function () {
+    const base = {
+      "airgap-conformance:kubernetesVersion": "1.31.4",
+      "airgap-conformance:conformanceEnabled": "true",
+    };
+    const strict = buildStackConfig(readTypedConfig(base, schema), schema.project);
+    assert.equal(strict.conformance.failOnNoTests, true);
+    const lenient = buildStackConfig(
+      readTypedConfig({ ...base, "airgap-conformance:conformanceFailOnNoTests": "false" }, schema),
+      schema.project,
+    );
+    assert.equal(lenient.conformance.failOnNoTests, false);
+    assert.equal(lenient.conformance.failOnTestFailures, true);
+    assert.throws(
+      () =>
+        readTypedConfig({ ...base, "airgap-conformance:conformanceFailOnNoTests": "no" }, schema),
+      /conformanceFailOnNoTests.*allowed: true or false/,
+    );
+  });
+
   for (const [key, raw, message] of [
     ["registryDeleteEnabled", "yes", /allowed: true or false/],
     ["registryNetworks", "kind", /allowed: a list of string values/],
@@ -60,6 +81,43 @@ describe("stack config", function () {
       assert.throws(() => readTypedConfig({ [`airgap-conformance:${key}`]: raw }, schema), message);
     });
   }
+
+  it("reads imagesPlatforms, and names the key for a bad entry or a conflicting setting", function () {
+    const build = (extra: Record<string, string>) =>
+      buildStackConfig(
+        readTypedConfig({ "airgap-conformance:kubernetesVersion": "1.31.4", ...extra }, schema),
+        schema.project,
+      );
+    assert.deepEqual(build({}).images.platforms, []);
+    assert.deepEqual(
+      build({ "airgap-conformance:imagesPlatforms": '["linux/amd64","linux/arm64/v8"]' }).images
+        .platforms,
+      ["linux/amd64", "linux/arm64/v8"],
+    );
+    assert.throws(
+      () => build({ "airgap-conformance:imagesPlatforms": '["linux/amd64","arm64"]' }),
+      /config airgap-conformance:imagesPlatforms\[1\]: got "arm64"; allowed: os\/arch or os\/arch\/variant/,
+    );
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:imagesPlatforms": '["linux/arm64"]',
+          "airgap-conformance:imagesPlatform": "linux/amd64",
+        }),
+      /config airgap-conformance:imagesPlatforms: .*not together with imagesPlatform/,
+    );
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:imagesPlatforms": '["linux/amd64","linux/arm64"]',
+          "airgap-conformance:imagesDestination": "archive",
+          "airgap-conformance:imagesArchiveDirectory": "/srv/images",
+          "airgap-conformance:registryEnabled": "false",
+          "airgap-conformance:conformanceEnabled": "false",
+        }),
+      /config airgap-conformance:imagesPlatforms: .*when imagesDestination is archive/,
+    );
+  });
 
   it("rejects unknown keys, with a suggestion only when one is close", function () {
     assert.throws(
@@ -102,6 +160,36 @@ describe("stack config", function () {
     };
     for (const fullKey of Object.keys(stack.config)) {
       assert.ok(schema.keys[fullKey.replace(/^airgap-conformance:/, "")], fullKey);
+    }
+  });
+});
+
+describe("nodes entries", function () {
+  it("parses docker://, ssh:// and manual:// nodes", function () {
+    assert.deepEqual(parseNodeEntry("nodes[0]", "manual://edge-7?runtime=k3s"), {
+      name: "edge-7",
+      runtime: "k3s",
+      access: { kind: "manual" },
+    });
+    assert.deepEqual(parseNodeEntry("nodes[0]", "docker://kind-control-plane?runtime=containerd"), {
+      name: "kind-control-plane",
+      runtime: "containerd",
+      access: { kind: "docker-exec", container: "kind-control-plane" },
+    });
+  });
+
+  it("refuses a manual node with a user, a port or sudo, naming the key and the forms allowed", function () {
+    for (const entry of [
+      "manual://root@edge-7?runtime=k3s",
+      "manual://edge-7:22?runtime=k3s",
+      "manual://edge-7?runtime=k3s&sudo=true",
+      "manual://?runtime=k3s",
+    ]) {
+      assert.throws(
+        () => parseNodeEntry("airgap-conformance:nodes[1]", entry),
+        /airgap-conformance:nodes\[1\].*manual:\/\/<node>\?runtime=<flavour>/,
+        entry,
+      );
     }
   });
 });

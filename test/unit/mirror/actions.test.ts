@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { lockDocument, parseLock, renderLock } from "../../../components/mirror/actions/archive";
 import {
+  contentDigest,
   imageCheckState,
   mapWithConcurrency,
+  RegistryRequestError,
 } from "../../../components/mirror/actions/registry-client";
 import {
   authFileContent,
@@ -15,6 +17,7 @@ import {
   skopeoCopyArgs,
   type CopyRequest,
 } from "../../../components/mirror/actions/skopeo";
+import { classifyRegistryFailure } from "../../../components/mirror/actions/registry-copy";
 import { planImageCopies } from "../../../components/mirror/plan";
 import {
   replacementKeys,
@@ -298,6 +301,68 @@ describe("copy plan", function () {
     assert.equal(copy.request.to.transport === "docker" && copy.request.to.reference, "3.10");
   });
 
+  it("chooses platforms for tags, and keeps the whole index of digest-pinned images", function () {
+    const pinned = `sha256:${"c".repeat(64)}`;
+    const copies = planImageCopies({
+      images: [
+        "registry.k8s.io/pause:3.10",
+        `registry.k8s.io/etcd:3.5.15-0@${pinned}`,
+        `registry.k8s.io/coredns/coredns@${pinned}`,
+        "docker.io/library/nginx:1.27-alpine",
+      ],
+      source: { kind: "upstream" },
+      destination,
+      platforms: ["linux/amd64", "linux/arm64"],
+      lock: {
+        lockVersion: 1,
+        images: [{ source: "docker.io/library/nginx:1.27-alpine", digest: pinned }],
+      },
+    }).copies;
+    assert.deepEqual(
+      copies.map((copy) => [copy.source.split("@")[0], copy.request.platforms ?? "whole index"]),
+      [
+        ["docker.io/library/nginx:1.27-alpine", "whole index"],
+        ["registry.k8s.io/coredns/coredns", "whole index"],
+        ["registry.k8s.io/etcd:3.5.15-0", "whole index"],
+        ["registry.k8s.io/pause:3.10", ["linux/amd64", "linux/arm64"]],
+      ].sort((a, b) => (String(a[0]) < String(b[0]) ? -1 : 1)),
+    );
+    assert.ok(copies.every((copy) => copy.request.platform === undefined));
+    const [single] = planImageCopies({
+      images: ["registry.k8s.io/pause:3.10"],
+      source: { kind: "upstream" },
+      destination,
+      platforms: ["linux/arm64"],
+    }).copies;
+    assert.equal(single.request.platform, "linux/arm64");
+    assert.equal(single.request.platforms, undefined);
+  });
+
+  it("refuses bad platforms, both platform forms, and several platforms into an archive", function () {
+    const base = {
+      images: ["registry.k8s.io/pause:3.10"],
+      source: { kind: "upstream" as const },
+      destination,
+    };
+    assert.throws(
+      () => planImageCopies({ ...base, platforms: ["linux/amd64", "amd64"] }),
+      /platforms: 'amd64' must be os\/arch or os\/arch\/variant/,
+    );
+    assert.throws(
+      () => planImageCopies({ ...base, platform: "linux/amd64", platforms: ["linux/arm64"] }),
+      /platform and platforms are both set/,
+    );
+    assert.throws(
+      () =>
+        planImageCopies({
+          ...base,
+          destination: { kind: "archive", directory: "/tmp/images" },
+          platforms: ["linux/amd64", "linux/arm64"],
+        }),
+      /platforms: linux\/amd64, linux\/arm64: an archive holds one platform or every platform/,
+    );
+  });
+
   it("places colliding upstreams under their prefixes", function () {
     const plan = planImageCopies({
       images: ["docker.io/library/nginx:1.27", "quay.io/library/nginx:1.27"],
@@ -374,5 +439,30 @@ describe("mirrored image provider decisions", function () {
     const full = requestWithCredentials(stripped, { toPassword: "s3cret" });
     assert.equal(full.to.transport === "docker" && full.to.access.password, "s3cret");
     assert.equal(stripped.to.transport === "docker" && stripped.to.access.password, undefined);
+  });
+});
+
+describe("the registry copier's failure classes", function () {
+  it("retries network failures, throttling and server errors; reports the rest at once", function () {
+    const cases: [RegistryRequestError | Error, string][] = [
+      [new RegistryRequestError("cannot reach registry mirror:5000: ECONNRESET"), "unreachable"],
+      [new RegistryRequestError("throttled", 429), "unreachable"],
+      [new RegistryRequestError("bad gateway", 502), "unreachable"],
+      [new RegistryRequestError("refused", 401), "unauthorized"],
+      [new RegistryRequestError("denied", 403), "unauthorized"],
+      [new RegistryRequestError("manifest unknown", 404), "not-found"],
+      [new RegistryRequestError("digest invalid", 400), "other"],
+      [new RegistryRequestError("certificate did not verify", undefined, true), "other"],
+      [new Error("pause:3.10: has no linux/s390x image"), "other"],
+    ];
+    for (const [error, kind] of cases)
+      assert.equal(classifyRegistryFailure(error), kind, error.message);
+  });
+
+  it("names content by its sha256", function () {
+    assert.equal(
+      contentDigest(Buffer.from("")),
+      "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    );
   });
 });

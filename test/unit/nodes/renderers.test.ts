@@ -11,6 +11,7 @@ import {
   renderContainerdHostsToml,
   renderContainerdMirrorHostsToml,
   containerdHostDirectoryName,
+  containerdMirrorUrl,
   basicAuthorization,
   renderHostsBlock,
   renderLocalRegistryHosting,
@@ -137,23 +138,16 @@ describe("node config renderers", function () {
       });
     });
 
-    it("with fallback forbidden never names the upstream", function () {
+    it("with fallback forbidden never names the upstream: the mirror is the server and the one host", function () {
       fc.assert(
         fc.property(upstreamArb, mirrorArb, (upstream, mirror) => {
           const text = renderContainerdHostsToml(upstream, mirror, { forbidFallback: true });
           const body = text.replace(/^#.*\n/gm, "");
           assert.ok(!body.includes(upstreamServerUrl(upstream.registry)));
-          // The mirror is the only host (its own [host] table: containerd 1.6 takes the scheme
-          // from there).
-          assert.deepEqual((body.match(/^\[host\."[^"]*"\]$/gm) ?? []).length, 1);
-          assert.match(
-            body,
-            new RegExp(
-              `^\\[host\\."${mirror.scheme}://${mirror.endpoint.replace(/[.[\]]/g, "\\$&")}`,
-              "m",
-            ),
-          );
-          assert.match(body, new RegExp(`^server = "${mirror.scheme}://`));
+          const parsed = parseToml(text) as { server: string; host: Record<string, unknown> };
+          const url = containerdMirrorUrl(mirror, upstream);
+          assert.equal(parsed.server, url);
+          assert.deepEqual(Object.keys(parsed.host), [url]);
         }),
       );
     });
@@ -179,18 +173,14 @@ describe("node config renderers", function () {
               renderContainerdMirrorHostsToml({ ...mirror, auth: auth ?? undefined }),
             );
             const url = `${mirror.scheme}://${mirror.endpoint}`;
-            // A [host] table for the mirror itself: containerd 1.6 takes the scheme from it.
-            assert.deepEqual(parsed, {
-              server: url,
-              host: {
-                [url]: {
-                  capabilities: ["pull", "resolve"],
-                  ...(mirror.caFile ? { ca: mirror.caFile } : {}),
-                  ...(mirror.skipVerify ? { skip_verify: true } : {}),
-                  ...(auth ? { header: { Authorization: basicAuthorization(auth) } } : {}),
-                },
-              },
-            });
+            const settings = {
+              capabilities: ["pull", "resolve"],
+              ...(mirror.caFile ? { ca: mirror.caFile } : {}),
+              ...(mirror.skipVerify ? { skip_verify: true } : {}),
+              ...(auth ? { header: { Authorization: basicAuthorization(auth) } } : {}),
+            };
+            // The server and the one host entry (containerd 1.6 needs a host table).
+            assert.deepEqual(parsed, { server: url, ...settings, host: { [url]: settings } });
           },
         ),
       );
@@ -332,7 +322,7 @@ describe("node config renderers", function () {
     it("maps each upstream (Docker Hub under both names) to the mirror's IP", function () {
       assertGolden(
         "hosts-block",
-        renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [k8s, hub]),
+        renderHostsBlock({ endpoint: "10.0.0.5:443", scheme: "https" }, [k8s, hub]),
       );
       assert.match(
         renderHostsBlock({ endpoint: "10.0.0.5", scheme: "https" }, [k8s]),
@@ -340,34 +330,35 @@ describe("node config renderers", function () {
       );
     });
 
-    it("refuses any non-standard port, naming mirror.endpoint and the port needed", function () {
+    it("refuses plain http: runtimes reach upstream names over https only", function () {
+      assert.throws(
+        () => renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [k8s]),
+        /mirror\.scheme: hosts spoofing .* over https on port 443 only/,
+      );
+    });
+
+    it("refuses any port but 443, naming mirror.endpoint", function () {
       fc.assert(
-        fc.property(
-          fc.integer({ min: 1, max: 65535 }),
-          fc.constantFrom("http" as const, "https" as const),
-          (port, scheme) => {
-            fc.pre(port !== (scheme === "https" ? 443 : 80));
-            assert.throws(
-              () => renderHostsBlock({ endpoint: `10.0.0.5:${port}`, scheme }, [k8s]),
-              (error: Error) =>
-                error instanceof NodeConfigError &&
-                error.arg === "mirror.endpoint" &&
-                error.message.includes(
-                  `standard port (${scheme === "https" ? 443 : 80} for ${scheme})`,
-                ),
-            );
-          },
-        ),
+        fc.property(fc.integer({ min: 1, max: 65535 }), (port) => {
+          fc.pre(port !== 443);
+          assert.throws(
+            () => renderHostsBlock({ endpoint: `10.0.0.5:${port}`, scheme: "https" }, [k8s]),
+            (error: Error) =>
+              error instanceof NodeConfigError &&
+              error.arg === "mirror.endpoint" &&
+              error.message.includes(`must listen on port 443 (https); '10.0.0.5:${port}'`),
+          );
+        }),
       );
     });
 
     it("refuses a host name (needs an IP) and path prefixes", function () {
       assert.throws(
-        () => renderHostsBlock({ endpoint: "registry.lab:80", scheme: "http" }, [k8s]),
+        () => renderHostsBlock({ endpoint: "registry.lab:443", scheme: "https" }, [k8s]),
         /mirror\.endpoint: hosts spoofing needs the mirror's IP address/,
       );
       assert.throws(
-        () => renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [prefixedHub]),
+        () => renderHostsBlock({ endpoint: "10.0.0.5:443", scheme: "https" }, [prefixedHub]),
         /upstreams: docker\.io has pathPrefix 'dockerhub'/,
       );
     });

@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import * as os from "node:os";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import fc from "fast-check";
 import {
@@ -14,17 +13,30 @@ import {
   runtimeFlavours,
   sha256Hex,
   shellQuote,
+  systemCaPath,
+  systemCaPathRhel,
 } from "../../../core/nodes";
 import { assertGolden } from "./golden";
+import { scratchDir } from "../../scratch";
 
 const caPem = readFileSync(path.resolve(__dirname, "..", "..", "fixtures", "registry.crt"), "utf8");
+/** Self-signed, naming the spoofed upstreams and 10.0.0.5: its own CA. */
+const spoofedPem = readFileSync(
+  path.resolve(__dirname, "..", "..", "fixtures", "spoofed-upstreams.crt"),
+  "utf8",
+);
 
 function inputFor(runtime: NodePlanInput["runtime"]): NodePlanInput {
   return {
     runtime,
     mirror:
       runtime === "hosts"
-        ? { endpoint: "10.0.0.5:443", scheme: "https", caCertificate: caPem }
+        ? {
+            endpoint: "10.0.0.5:443",
+            scheme: "https",
+            caCertificate: spoofedPem,
+            certificate: spoofedPem,
+          }
         : { endpoint: "registry.lab:5443", scheme: "https", caCertificate: caPem },
     upstreams: [{ registry: "registry.k8s.io" }, { registry: "docker.io" }],
   };
@@ -116,6 +128,37 @@ describe("node plans and scripts", function () {
     assert.equal(planNodeFiles(inputFor("containerd2")).secret, false);
   });
 
+  it("merges registries.yaml, checks registries.conf prefixes first, and puts the system CA where the node's tool reads", function () {
+    const configureOf = (runtime: NodePlanInput["runtime"]) => {
+      const script = renderNodeScript(planNodeFiles(inputFor(runtime)), { nodeName: "node-1" });
+      return {
+        configure: script.slice(script.indexOf("configure() {"), script.indexOf("verify() {")),
+        verify: script.slice(script.indexOf("verify() {")),
+      };
+    };
+    const k3s = configureOf("k3s");
+    assert.match(
+      k3s.configure,
+      /^ {2}merge_registries_yaml \S+ '\/etc\/rancher\/k3s\/registries\.yaml' 0\d{3} restart-k3s$/m,
+    );
+    assert.doesNotMatch(k3s.verify, /registries\.yaml/, "the merged file is not checked by sum");
+    const podman = configureOf("podman");
+    const check = podman.configure.indexOf(
+      "check_registry_prefixes '/etc/containers/registries.conf.d/50-airgap-mirror.conf'",
+    );
+    const write = podman.configure.indexOf(
+      "put_file content-2 '/etc/containers/registries.conf.d/50-airgap-mirror.conf'",
+    );
+    assert.ok(check > 0 && check < write, "prefixes are checked before the drop-in is written");
+    assert.match(podman.verify, /verify_registries_conf/);
+    const hosts = configureOf("hosts");
+    assert.match(
+      hosts.configure,
+      /put_system_ca \S+ '\/usr\/local\/share\/ca-certificates\/airgap-conformance-mirror\.crt' '\/etc\/pki\/ca-trust\/source\/anchors\/airgap-conformance-mirror\.crt' 0644 update-ca-trust/,
+    );
+    assert.match(hosts.verify, /verify_file "\$system_ca" [0-9a-f]{64}/);
+  });
+
   it("names a damaged or changed secret file without any digest of its content", function () {
     const script = renderNodeScript(
       planNodeFiles({
@@ -132,7 +175,7 @@ describe("node plans and scripts", function () {
     });
     const [registries] = stagedContents(script).filter((c) => c.content.includes("pw-secret"));
     const changed = `${registries.content}# edited\n`;
-    const dir = mkdtempSync(path.join(os.tmpdir(), "airgap-script-"));
+    const dir = scratchDir("airgap-script-");
     writeFileSync(path.join(dir, "registries.yaml"), changed);
     writeFileSync(path.join(dir, "sent.b64"), Buffer.from(changed).toString("base64"));
     for (const [call, expected] of [
@@ -181,7 +224,11 @@ describe("node plans and scripts", function () {
         runtime,
       );
       for (const block of staged) assert.equal(block.sha, sha256Hex(block.content));
-      assert.ok(script.includes(`managed=${shellQuote(plan.files.map((f) => f.path).join("\n"))}`));
+      // The system CA's place depends on the node's CA tool: both places are managed.
+      const managed = plan.files.flatMap((f) =>
+        f.path === systemCaPath ? [f.path, systemCaPathRhel] : [f.path],
+      );
+      assert.ok(script.includes(`managed=${shellQuote(managed.join("\n"))}`));
     }
   });
 

@@ -10,6 +10,10 @@ import {
 import { sha256Hex } from "../../../core/nodes";
 
 const caPem = readFileSync(path.resolve(__dirname, "..", "..", "fixtures", "registry.crt"), "utf8");
+const spoofedPem = readFileSync(
+  path.resolve(__dirname, "..", "..", "fixtures", "spoofed-upstreams.crt"),
+  "utf8",
+);
 
 const base: NodeRegistrySettingsInput = {
   nodes: [
@@ -140,7 +144,7 @@ describe("NodeRegistryConfig arguments", function () {
     [
       "unknown access kind",
       withNode({ access: { kind: "winrm" } as never }),
-      /nodes\[0\]\.access\.kind: 'winrm' is not an access kind; use ssh or docker-exec/,
+      /nodes\[0\]\.access\.kind: 'winrm' is not an access kind; use ssh, docker-exec or manual/,
     ],
     [
       "bad node name",
@@ -148,9 +152,38 @@ describe("NodeRegistryConfig arguments", function () {
       /nodes\[0\]\.name: 'Worker_1' is not a node name/,
     ],
     [
-      "hosts flavour on a non-standard port",
+      "hosts flavour over plain http",
       withNode({ runtime: "hosts" }),
-      /mirror\.endpoint: hosts spoofing .* must listen on the standard port \(80 for http\); '10\.0\.0\.5:5000' uses 5000\..* \(node 'worker-1', runtime hosts\)/,
+      /mirror\.scheme: hosts spoofing .* over https on port 443 only.* \(node 'worker-1', runtime hosts\)/,
+    ],
+    [
+      "hosts flavour on a port other than 443",
+      {
+        ...withNode({ runtime: "hosts" }),
+        mirror: { endpoint: "10.0.0.5:5000", scheme: "https", certificate: spoofedPem },
+      },
+      /mirror\.endpoint: hosts spoofing .* must listen on port 443 \(https\); '10\.0\.0\.5:5000' uses 5000\..* \(node 'worker-1', runtime hosts\)/,
+    ],
+    [
+      "hosts flavour without the mirror's certificate",
+      { ...withNode({ runtime: "hosts" }), mirror: { endpoint: "10.0.0.5:443", scheme: "https" } },
+      /mirror\.certificate: hosts spoofing needs the mirror's own certificate \(PEM\) to check that it covers registry\.k8s\.io, 10\.0\.0\.5/,
+    ],
+    [
+      "hosts flavour with a certificate that misses spoofed names",
+      {
+        ...withNode({ runtime: "hosts" }),
+        mirror: { endpoint: "10.0.0.5:443", scheme: "https", certificate: caPem },
+      },
+      /mirror\.certificate: does not cover registry\.k8s\.io \(it names DNS:registry\.lab, DNS:localhost, IP Address:10\.0\.0\.5, IP Address:127\.0\.0\.1\); hosts spoofing needs a certificate whose subject alternative names include every spoofed name/,
+    ],
+    [
+      "hosts flavour with a certificate that misses the mirror's own address",
+      {
+        ...withNode({ runtime: "hosts" }),
+        mirror: { endpoint: "192.0.2.99:443", scheme: "https", certificate: spoofedPem },
+      },
+      /mirror\.certificate: does not cover 192\.0\.2\.99 /,
     ],
     [
       "credentials for a podman node",
