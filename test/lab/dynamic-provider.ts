@@ -30,7 +30,8 @@ const requireFromString = require(require.resolve("require-from-string", { paths
 const provider = requireFromString(fs.readFileSync(process.env.PROVIDER_FILE, "utf8")).handler();
 const { method, args } = JSON.parse(fs.readFileSync(0, "utf8"));
 const answer = (value) => process.stdout.write("\\n" + ${JSON.stringify(resultMarker)} + JSON.stringify(value) + "\\n");
-provider[method](...args).then(
+// The engine's dynamic provider host treats a provider without delete as deleting nothing.
+(provider[method] || method !== "delete" ? provider[method](...args) : Promise.resolve()).then(
   (result) => answer({ ok: true, result: result === undefined ? null : result }),
   (error) => answer({ ok: false, error: String(error && error.message || error) }),
 );
