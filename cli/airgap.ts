@@ -13,7 +13,13 @@ import { parseArgs } from "node:util";
 import { planImageCopies } from "../components/mirror/plan";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
-import { planNodeFiles, type RuntimeFlavour } from "../core/nodes";
+import {
+  openshiftFlavour,
+  planNodeFiles,
+  planOpenShiftMirror,
+  renderOpenShiftManifests,
+  type RuntimeFlavour,
+} from "../core/nodes";
 import {
   buildStackConfig,
   ConfigError,
@@ -108,6 +114,20 @@ function nodeFilesForReview(
   });
 }
 
+/** The OpenShift cluster objects the program declares, as one file for `oc apply -f`. */
+function openshiftManifests(config: StackConfig, project: string): string {
+  const mirrorHost = mirrorHostFor(config);
+  return renderOpenShiftManifests(
+    planOpenShiftMirror({
+      endpoint: mirrorHost,
+      scheme: config.mirror.external?.scheme ?? (config.registry.tls ? "https" : "http"),
+      upstreams: upstreamsForStack(config, project, mirrorHost),
+      forbidFallback: config.nodes.forbidFallback,
+      openshiftVersion: config.nodes.openshiftVersion,
+    }),
+  );
+}
+
 /** Runs one CLI invocation and returns what it would print (pure but for reading/writing files). */
 export function runCli(argv: string[]): CliResult {
   let parsed;
@@ -196,7 +216,11 @@ export function runCli(argv: string[]): CliResult {
       imageSet.unmirrorable.map((image) => `${image.canonical}\t${image.reason}`).join("\n") + "\n",
     );
     for (const node of config.nodes.list) {
+      if (node.runtime === openshiftFlavour) continue;
       for (const file of nodeFilesForReview(config, project, node)) write(file.name, file.content);
+    }
+    if (config.nodes.list.some((node) => node.runtime === openshiftFlavour)) {
+      write("openshift/mirror-objects.yaml", openshiftManifests(config, project));
     }
     return {
       code: 0,

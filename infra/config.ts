@@ -51,6 +51,8 @@ export interface StackConfig {
     sshPrivateKey?: pulumi.Output<string>;
     forbidFallback: boolean;
     caFile?: string;
+    /** OpenShift version of a cluster with openshift nodes; undefined: 4.13 or later. */
+    openshiftVersion?: string;
   };
   conformance: {
     enabled: boolean;
@@ -302,6 +304,14 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
   throw new ConfigError(key, entry, nodeEntryForm);
 }
 
+function openshiftVersionOf(value: Scalar | undefined, key: string): string | undefined {
+  const version = optionalString(value);
+  if (version !== undefined && !/^4\.\d{1,3}(\.\d{1,4})?$/.test(version)) {
+    throw new ConfigError(key, version, "an OpenShift 4 version such as 4.12 or 4.16.3, or empty");
+  }
+  return version;
+}
+
 /** Secrets of the stack, read by the caller with `getSecret` so they stay secrets. */
 export interface StackSecrets {
   registryPassword?: pulumi.Output<string>;
@@ -358,6 +368,10 @@ export function buildStackConfig(
       sshPrivateKey: secrets.nodesSshPrivateKey,
       forbidFallback: values.nodesForbidFallback as boolean,
       caFile: optionalString(values.nodesMirrorCaFile) ?? optionalString(values.mirrorCaFile),
+      openshiftVersion: openshiftVersionOf(
+        values.nodesOpenshiftVersion,
+        key("nodesOpenshiftVersion"),
+      ),
     },
     conformance: buildConformanceConfig(values, key),
     images: buildImagesConfig(values, key, secrets),
@@ -590,6 +604,7 @@ export const nodeArgConfigKeys: Record<string, string> = {
   mirror: "mirrorEndpoint",
   upstreams: "mirrorUpstreamPrefixes",
   forbidFallback: "nodesForbidFallback",
+  openshiftVersion: "nodesOpenshiftVersion",
 };
 
 /** Which config key sets each ConformanceRun argument. */

@@ -4,7 +4,8 @@ import { ConformanceArgsError } from "../core/conformance";
 import { ConformanceRun } from "../components/conformance";
 import { ImageMirror, type ImageDestination, type LockDocument } from "../components/mirror";
 import { NodeRegistryArgsError, NodeRegistryConfig, type NodeReport } from "../components/nodes";
-import type { RuntimeFlavour } from "../core/nodes";
+import { OpenShiftMirrorConfig } from "../components/nodes/openshift";
+import { openshiftFlavour, type RuntimeFlavour } from "../core/nodes";
 import { RegistryArgsError, RegistryContainer } from "../components/registry";
 import { renderRepoList } from "../core/images/repo-list";
 import {
@@ -31,6 +32,8 @@ export interface ProgramOutputs {
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
   nodeFiles?: pulumi.Output<NodeReport[]>;
+  openshiftMirrorObjects?: pulumi.Output<string[]>;
+  openshiftMirrorWarnings?: pulumi.Output<string[]>;
   conformanceVerdict?: pulumi.Output<string>;
   conformancePassed?: pulumi.Output<number>;
   conformanceFailed?: pulumi.Output<number>;
@@ -207,14 +210,21 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     }
   }
 
-  let nodes: NodeRegistryConfig | undefined;
-  if (config.nodes.list.length > 0) {
-    nodes = declareNodes(config, project, registry, mirror);
+  const nodeResources: pulumi.Resource[] = [];
+  if (config.nodes.list.some((node) => node.runtime !== openshiftFlavour)) {
+    const nodes = declareNodes(config, project, registry, mirror);
     outputs.nodeFiles = nodes.nodes;
+    nodeResources.push(nodes);
+  }
+  if (config.nodes.list.some((node) => node.runtime === openshiftFlavour)) {
+    const openshift = declareOpenShiftMirror(config, project, registry, mirror);
+    outputs.openshiftMirrorObjects = openshift.objects;
+    outputs.openshiftMirrorWarnings = openshift.warnings;
+    nodeResources.push(openshift);
   }
 
   if (config.conformance.enabled) {
-    const run = declareConformanceRun(config, project, registry, mirror, nodes);
+    const run = declareConformanceRun(config, project, registry, mirror, nodeResources);
     outputs.conformanceVerdict = run.verdict;
     outputs.conformancePassed = run.passed;
     outputs.conformanceFailed = run.failed;
@@ -240,7 +250,8 @@ function declareNodes(
     registry,
   );
   if (destination.kind !== "registry") throw new Error("unreachable: nodes need a registry mirror");
-  const needsKey = config.nodes.list.some((node) => node.access.kind === "ssh");
+  const nodeList = config.nodes.list.filter((node) => node.runtime !== openshiftFlavour);
+  const needsKey = nodeList.some((node) => node.access.kind === "ssh");
   if (needsKey && !config.nodes.sshPrivateKey) {
     throw new ConfigError(
       key("nodesSshPrivateKey"),
@@ -260,16 +271,14 @@ function declareNodes(
       );
     }
   }
-  const k3sNodes = config.nodes.list.some(
-    (node) => node.runtime === "k3s" || node.runtime === "rke2",
-  );
+  const k3sNodes = nodeList.some((node) => node.runtime === "k3s" || node.runtime === "rke2");
   return withRegistryConfigKeys(
     project,
     () =>
       new NodeRegistryConfig(
         "nodes",
         {
-          nodes: config.nodes.list.map((node) => ({
+          nodes: nodeList.map((node) => ({
             name: node.name,
             address: node.address,
             // Checked against the known flavours by NodeRegistryConfig (the error names `nodes`).
@@ -298,13 +307,46 @@ function declareNodes(
   );
 }
 
+/**
+ * An OpenShift cluster's nodes pull through the mirror by cluster objects the machine-config
+ * operator rolls out; no node file is touched. Declared once the images are in.
+ */
+function declareOpenShiftMirror(
+  config: StackConfig,
+  project: string,
+  registry: RegistryContainer | undefined,
+  mirror: ImageMirror | undefined,
+): OpenShiftMirrorConfig {
+  const { destination } = mirrorDestination(
+    { ...config, images: { ...config.images, destination: "registry" } },
+    registry,
+  );
+  if (destination.kind !== "registry") throw new Error("unreachable: nodes need a registry mirror");
+  return withRegistryConfigKeys(
+    project,
+    () =>
+      new OpenShiftMirrorConfig(
+        "openshift",
+        {
+          kubeconfig: config.cluster.kubeconfig,
+          context: config.cluster.context,
+          mirror: { endpoint: destination.nodeEndpoint, scheme: destination.access.scheme },
+          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint),
+          forbidFallback: config.nodes.forbidFallback,
+          openshiftVersion: config.nodes.openshiftVersion,
+        },
+        { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
+      ),
+  );
+}
+
 /** The run, pulling from the mirror; it starts only after the images are in and nodes are configured. */
 function declareConformanceRun(
   config: StackConfig,
   project: string,
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
-  nodes: NodeRegistryConfig | undefined,
+  nodes: pulumi.Resource[],
 ): ConformanceRun {
   const key = (name: string) => `${project}:${name}`;
   if (mirror && config.images.destination === "archive") {
@@ -361,11 +403,7 @@ function declareConformanceRun(
           startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
         },
         {
-          dependsOn: [
-            ...(mirror ? [mirror] : []),
-            ...(registry ? [registry] : []),
-            ...(nodes ? [nodes] : []),
-          ],
+          dependsOn: [...(mirror ? [mirror] : []), ...(registry ? [registry] : []), ...nodes],
         },
       ),
   );

@@ -4,3 +4,4 @@ export * from "./toml";
 export * from "./renderers";
 export * from "./plan";
 export * from "./script";
+export * from "./openshift";

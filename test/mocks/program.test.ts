@@ -192,6 +192,66 @@ describe("the program (mocks)", function () {
     assert.match(String(nodes[0].inputs.create), /sudo -n/);
   });
 
+  it("evaluates the openshift stack: mirror sets in the cluster, no node touched", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.openshift.yaml");
+    assert.deepEqual(
+      registered
+        .filter((r) => r.name === "nodes" || r.name.startsWith("nodes-"))
+        .map((r) => r.name),
+      [],
+      "no command runs on an OpenShift node",
+    );
+    assert.equal(outputs.nodeFiles, undefined);
+    const objects = registered.filter((r) => r.parent.endsWith("OpenShiftMirrorConfig::openshift"));
+    const sets = objects.filter((r) => r.type.startsWith("kubernetes:config.openshift.io/v1:"));
+    assert.deepEqual(sets.map((r) => r.type).sort(), [
+      "kubernetes:config.openshift.io/v1:ImageDigestMirrorSet",
+      "kubernetes:config.openshift.io/v1:ImageTagMirrorSet",
+    ]);
+    const tagSet = sets.find((r) => r.type.endsWith("ImageTagMirrorSet"))!;
+    assert.deepEqual((tagSet.inputs.spec as { imageTagMirrors: unknown[] }).imageTagMirrors[0], {
+      source: "registry.k8s.io",
+      mirrors: ["registry.lab:5000"],
+      mirrorSourcePolicy: "NeverContactSource",
+    });
+    const provider = only(objects, "pulumi:providers:kubernetes");
+    assert.equal(provider.inputs.kubeconfig, path.join(fixtures, "kubeconfig-kind-airgap.yaml"));
+    for (const set of sets) {
+      assert.match(set.provider, /pulumi:providers:kubernetes::openshift-k8s::/);
+      assert.ok(
+        set.dependencies.some((urn) => urn.includes("MirroredImage::images-registry.k8s.io/pause")),
+        "declared once the images are in",
+      );
+    }
+    // The run waits for the mirror objects.
+    const preflight = registered.find((r) => r.name === "conformance-preflight")!;
+    assert.ok(preflight.dependencies.some((urn) => urn.includes("ImageTagMirrorSet")));
+    assert.deepEqual(await valueOf(outputs.openshiftMirrorObjects), [
+      "config.openshift.io/v1 ImageDigestMirrorSet/airgap-conformance-mirror",
+      "config.openshift.io/v1 ImageTagMirrorSet/airgap-conformance-mirror",
+    ]);
+  });
+
+  it("declares an ImageContentSourcePolicy for OpenShift before 4.13 and warns it is digest-only", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.openshift.yaml", {
+      "airgap-conformance:nodesOpenshiftVersion": "4.12",
+    });
+    const objects = registered.filter((r) => r.parent.endsWith("OpenShiftMirrorConfig::openshift"));
+    assert.deepEqual(
+      objects
+        .filter((r) => r.custom && r.type !== "pulumi:providers:kubernetes")
+        .map((r) => r.type),
+      ["kubernetes:operator.openshift.io/v1alpha1:ImageContentSourcePolicy"],
+    );
+    const warnings = await valueOf(outputs.openshiftMirrorWarnings);
+    assert.match(warnings![0], /digest only/);
+    useConfig({ "airgap-conformance:nodesOpenshiftVersion": "v4.12" });
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:nodesOpenshiftVersion: got "v4.12"; allowed: an OpenShift 4 version/,
+    );
+  });
+
   it("previews exactly the change between two configs: one image, one node, one focus", async function () {
     const before = await evaluateStack("Pulumi.kubeadm.yaml");
     const after = await evaluateStack("Pulumi.kubeadm.yaml", {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import * as YAML from "yaml";
 import { runCli } from "../../../cli/airgap";
 import { renderRepoList } from "../../../core/images/repo-list";
 
@@ -51,8 +52,41 @@ describe("offline CLI", function () {
     assert.match(hostsToml, /\[host\."http:\/\/kind-registry:5000"\]/);
   });
 
+  it("renders the OpenShift mirror objects and no node file for openshift nodes", function () {
+    const out = mkdtempSync(path.join(os.tmpdir(), "render-"));
+    const result = runCli(["render", "--stack", "openshift", "--out", out]);
+    assert.equal(result.code, 0, result.stderr);
+    const documents = YAML.parseAllDocuments(
+      readFileSync(path.join(out, "openshift/mirror-objects.yaml"), "utf8"),
+    ).map((document) => document.toJS() as { kind: string; spec: Record<string, unknown[]> });
+    assert.deepEqual(
+      documents.map((document) => document.kind),
+      ["ImageDigestMirrorSet", "ImageTagMirrorSet"],
+    );
+    assert.deepEqual(documents[1].spec.imageTagMirrors[0], {
+      source: "registry.k8s.io",
+      mirrors: ["registry.lab:5000"],
+      mirrorSourcePolicy: "NeverContactSource",
+    });
+    assert.equal(existsSync(path.join(out, "nodes")), false);
+
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), "stack-")), "Pulumi.old.yaml");
+    writeFileSync(
+      file,
+      readFileSync(path.join(__dirname, "../../../Pulumi.openshift.yaml"), "utf8").replace(
+        'nodesOpenshiftVersion: "4.18"',
+        'nodesOpenshiftVersion: "4.12"',
+      ),
+    );
+    const old = mkdtempSync(path.join(os.tmpdir(), "render-"));
+    assert.equal(runCli(["render", "--file", file, "--out", old]).code, 0);
+    const policy = readFileSync(path.join(old, "openshift/mirror-objects.yaml"), "utf8");
+    assert.match(policy, /^# Note: ImageContentSourcePolicy mirrors pulls by digest only/);
+    assert.match(policy, /kind: ImageContentSourcePolicy/);
+  });
+
   it("works for every example stack file", function () {
-    for (const stack of ["dev", "export", "kubeadm", "k3s"]) {
+    for (const stack of ["dev", "export", "kubeadm", "k3s", "openshift"]) {
       const result = runCli(["images", "--stack", stack]);
       assert.equal(result.code, 0, `${stack}: ${result.stderr}`);
     }
