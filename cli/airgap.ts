@@ -98,7 +98,7 @@ function nodeFilesForReview(
       skipVerify: config.mirror.insecure || undefined,
     },
     upstreams: upstreamsForStack(config, project, mirrorHost),
-    options: { forbidFallback: config.nodes.forbidFallback },
+    options: { forbidFallback: config.nodes.forbidFallback, ...config.nodes.k3s },
   });
   const base = path.join("nodes", node.name);
   return plan.files.flatMap((file) => {

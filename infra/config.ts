@@ -53,6 +53,8 @@ export interface StackConfig {
     caFile?: string;
     /** OpenShift version of a cluster with openshift nodes; undefined: 4.13 or later. */
     openshiftVersion?: string;
+    /** k3s/rke2 node options. */
+    k3s: { systemDefaultRegistry: boolean; embeddedRegistry: boolean };
   };
   conformance: {
     enabled: boolean;
@@ -81,6 +83,8 @@ export interface StackConfig {
     sourcePassword?: pulumi.Output<string>;
     destination: "registry" | "archive";
     archiveDirectory?: string;
+    /** A k3s release's k3s-images.txt, added to the set. */
+    k3sImagesFile?: string;
   };
   mirror: {
     /** An existing registry instead of the registry container. */
@@ -304,6 +308,33 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
   throw new ConfigError(key, entry, nodeEntryForm);
 }
 
+/** k3s/rke2 node options; set without a k3s or rke2 node they would silently do nothing. */
+function k3sNodeOptions(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+): StackConfig["nodes"]["k3s"] {
+  const options = {
+    systemDefaultRegistry: values.nodesK3sSystemDefaultRegistry as boolean,
+    embeddedRegistry: values.nodesK3sEmbeddedRegistry as boolean,
+  };
+  const rancherNodes = (values.nodes as string[]).some((entry) =>
+    /[?&]runtime=(k3s|rke2)(&|$)/.test(entry),
+  );
+  for (const [name, on] of [
+    ["nodesK3sSystemDefaultRegistry", options.systemDefaultRegistry],
+    ["nodesK3sEmbeddedRegistry", options.embeddedRegistry],
+  ] as const) {
+    if (on && !rancherNodes) {
+      throw new ConfigError(
+        key(name),
+        "true",
+        "false unless nodes lists a runtime=k3s or runtime=rke2 node",
+      );
+    }
+  }
+  return options;
+}
+
 function openshiftVersionOf(value: Scalar | undefined, key: string): string | undefined {
   const version = optionalString(value);
   if (version !== undefined && !/^4\.\d{1,3}(\.\d{1,4})?$/.test(version)) {
@@ -368,6 +399,7 @@ export function buildStackConfig(
       sshPrivateKey: secrets.nodesSshPrivateKey,
       forbidFallback: values.nodesForbidFallback as boolean,
       caFile: optionalString(values.nodesMirrorCaFile) ?? optionalString(values.mirrorCaFile),
+      k3s: k3sNodeOptions(values, key),
       openshiftVersion: openshiftVersionOf(
         values.nodesOpenshiftVersion,
         key("nodesOpenshiftVersion"),
@@ -509,6 +541,7 @@ function buildImagesConfig(
     sourcePassword: secrets.imagesSourcePassword,
     destination,
     archiveDirectory,
+    k3sImagesFile: optionalString(values.imagesK3sImagesFile),
   };
 }
 
@@ -605,6 +638,8 @@ export const nodeArgConfigKeys: Record<string, string> = {
   upstreams: "mirrorUpstreamPrefixes",
   forbidFallback: "nodesForbidFallback",
   openshiftVersion: "nodesOpenshiftVersion",
+  "k3s.systemDefaultRegistry": "nodesK3sSystemDefaultRegistry",
+  "k3s.embeddedRegistry": "nodesK3sEmbeddedRegistry",
 };
 
 /** Which config key sets each ConformanceRun argument. */

@@ -3,6 +3,7 @@ import { assembleImageSet, ImageSetError, type ImageSet } from "../core/images/i
 import { ImageListError } from "../core/images/list-file";
 import { UnknownKubernetesVersionError } from "../core/images/catalog";
 import { InvalidKubernetesVersionError } from "../core/images/kubernetes-version";
+import { k3sSystemImageList } from "../core/images/k3s-images";
 import { planMirrorMapping } from "../core/images/mapping";
 import { ConfigError, type StackConfig } from "./config";
 
@@ -30,6 +31,27 @@ export function imageSetForStack(
       );
     }
   });
+  const k3sFile = config.images.k3sImagesFile;
+  if (k3sFile !== undefined) {
+    let text: string;
+    try {
+      text = readListFile(k3sFile);
+    } catch (error) {
+      throw new ConfigError(
+        key("imagesK3sImagesFile"),
+        k3sFile,
+        `the k3s-images.txt of the cluster's k3s release, readable (${(error as Error).message})`,
+      );
+    }
+    try {
+      listFiles.push(k3sSystemImageList(text, k3sFile));
+    } catch (error) {
+      if (error instanceof ImageListError) {
+        throw new ConfigError(key("imagesK3sImagesFile"), undefined, error.message);
+      }
+      throw error;
+    }
+  }
   try {
     return assembleImageSet({
       kubernetesVersion: config.kubernetesVersion,

@@ -301,6 +301,7 @@ function declareNodes(
           },
           upstreams: upstreamsForStack(config, project, destination.nodeEndpoint),
           forbidFallback: config.nodes.forbidFallback,
+          k3s: config.nodes.k3s,
         },
         { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
       ),

@@ -80,6 +80,12 @@ export interface NodeRegistryConfigArgs {
   readonly upstreams: NodeUpstream[];
   /** Never fall back to the upstream registry (only the mirror is tried). Default false. */
   readonly forbidFallback?: boolean;
+  /**
+   * k3s/rke2 nodes only: `systemDefaultRegistry` pulls the distribution's system images from
+   * the mirror by its own name; `embeddedRegistry` turns on the embedded registry mirror
+   * (nodes serve images to each other). Both default false.
+   */
+  readonly k3s?: { readonly systemDefaultRegistry?: boolean; readonly embeddedRegistry?: boolean };
   /** Where each node keeps backups and its record of changes. Default `/var/lib/airgap-conformance/node-registry`. */
   readonly stateDir?: string;
 }
@@ -128,6 +134,7 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
       },
       upstreams: args.upstreams,
       forbidFallback: args.forbidFallback,
+      k3s: args.k3s,
       stateDir: args.stateDir,
     });
 
@@ -152,7 +159,7 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
                 auth: { username: args.mirror.auth!.username!, password: secretPassword },
               },
               upstreams: args.upstreams,
-              options: { forbidFallback: args.forbidFallback ?? false },
+              options: { forbidFallback: args.forbidFallback ?? false, ...args.k3s },
             }),
             { nodeName: node.name, stateDir: settings.stateDir },
           ),

@@ -5,3 +5,4 @@ export * from "./renderers";
 export * from "./plan";
 export * from "./script";
 export * from "./openshift";
+export * from "./k3s";

@@ -7,6 +7,7 @@ import { imageSetForStack } from "../../infra/images";
 import { defineProgram } from "../../infra/program";
 import { recorded } from "./harness";
 import { readStackFile } from "../../infra/stack-file";
+import { renderRancherConfigDropIn, sha256Hex } from "../../core/nodes";
 
 const root = path.resolve(__dirname, "..", "..");
 const fixtures = path.join(root, "test", "fixtures");
@@ -122,6 +123,7 @@ describe("the program (mocks)", function () {
       "airgap-conformance:registryTlsCertificateFile": path.join(fixtures, "registry.crt"),
       "airgap-conformance:registryTlsKeyFile": path.join(fixtures, "registry.key"),
       "airgap-conformance:mirrorCaFile": path.join(fixtures, "registry.crt"),
+      "airgap-conformance:imagesK3sImagesFile": path.join(fixtures, "k3s", "k3s-images.txt"),
     };
     const standIns = Object.fromEntries(Object.entries(files).filter(([key]) => key in config));
     pulumi.runtime.setAllConfig(
@@ -190,6 +192,21 @@ describe("the program (mocks)", function () {
       "nodes-k3s-server",
     ]);
     assert.match(String(nodes[0].inputs.create), /sudo -n/);
+    // k3s's system images are mirrored, and the nodes pull them by the mirror's name.
+    const images = registered.filter(
+      (r) => r.type === "pulumi-nodejs:dynamic/mirror:MirroredImage",
+    );
+    assert.ok(
+      images.some((image) => image.inputs.source === "docker.io/rancher/mirrored-pause:3.6"),
+    );
+    const script = String(nodes[0].inputs.stdin);
+    const dropIn = renderRancherConfigDropIn(
+      { endpoint: "10.0.1.5:5000", scheme: "http" },
+      { forbidFallback: true, systemDefaultRegistry: true, embeddedRegistry: true },
+    );
+    assert.match(dropIn, /system-default-registry: "10\.0\.1\.5:5000"\nembedded-registry: true/);
+    // The script stages each file with its sha256; this one is the drop-in above.
+    assert.ok(script.includes(` ${sha256Hex(dropIn)} <<`), "the node gets the k3s config drop-in");
   });
 
   it("evaluates the openshift stack: mirror sets in the cluster, no node touched", async function () {

@@ -86,10 +86,26 @@ describe("offline CLI", function () {
   });
 
   it("works for every example stack file", function () {
+    const root = path.resolve(__dirname, "..", "..", "..");
+    const dir = mkdtempSync(path.join(os.tmpdir(), "stacks-"));
     for (const stack of ["dev", "export", "kubeadm", "k3s", "openshift"]) {
-      const result = runCli(["images", "--stack", stack]);
+      // Files a stack names on its bastion are replaced by the test fixtures.
+      const file = path.join(dir, `Pulumi.${stack}.yaml`);
+      writeFileSync(
+        file,
+        readFileSync(path.join(root, `Pulumi.${stack}.yaml`), "utf8").replace(
+          "/etc/airgap/k3s-images.txt",
+          path.join(root, "test", "fixtures", "k3s", "k3s-images.txt"),
+        ),
+      );
+      const result = runCli(["images", "--file", file]);
       assert.equal(result.code, 0, `${stack}: ${result.stderr}`);
     }
+    const k3s = runCli(["images", "--file", path.join(dir, "Pulumi.k3s.yaml")]);
+    assert.match(
+      k3s.stdout,
+      /^docker\.io\/rancher\/mirrored-pause:3\.6\tlist file .*\(k3s system images\):8$/m,
+    );
   });
 
   it("names the stack file and the key for a bad stack", function () {
