@@ -10,6 +10,17 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
+import {
+  joinArchive,
+  parseByteSize,
+  partsManifestName,
+  splitArchive,
+} from "../components/mirror/actions/archive-parts";
+import {
+  humanBytes,
+  measureArchive,
+  renderSizeReport,
+} from "../components/mirror/actions/archive-size";
 import { planImageCopies } from "../components/mirror/plan";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
@@ -31,7 +42,10 @@ import { imageSetForStack, upstreamsForStack } from "../infra/images";
 import { loadProjectSchema, projectFile } from "../infra/schema";
 import { readStackFile } from "../infra/stack-file";
 
-const usage = `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]`;
+const usage = `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]
+       airgap archive-size ARCHIVE_DIR [--json]
+       airgap archive-split ARCHIVE_DIR --max-part-size SIZE --out PARTS_DIR
+       airgap archive-join PARTS_DIR --out ARCHIVE_DIR`;
 
 export interface CliResult {
   code: number;
@@ -234,9 +248,76 @@ export function runCli(argv: string[]): CliResult {
   }
 }
 
+/**
+ * The archive commands: the size report of an archive; cutting it into parts of at most a size
+ * (the report is printed first, before any part is written); joining parts back with every
+ * part and image checked.
+ */
+export async function runArchiveCli(
+  argv: string[],
+  print: (text: string) => void = (text) => process.stdout.write(text),
+): Promise<CliResult> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        out: { type: "string" },
+        "max-part-size": { type: "string" },
+        json: { type: "boolean" },
+      },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${usage}\n` };
+  }
+  const [command, directory] = parsed.positionals;
+  const { out, json } = parsed.values;
+  const maxPartSize = parsed.values["max-part-size"];
+  if (!directory || (command !== "archive-size" && !out)) {
+    return { code: 2, stdout: "", stderr: `${usage}\n` };
+  }
+  try {
+    if (command === "archive-size") {
+      const report = measureArchive(directory);
+      return {
+        code: 0,
+        stdout: json ? `${JSON.stringify(report, null, 2)}\n` : renderSizeReport(report),
+        stderr: "",
+      };
+    }
+    if (command === "archive-split") {
+      if (!maxPartSize)
+        return { code: 2, stdout: "", stderr: `archive-split needs --max-part-size\n${usage}\n` };
+      const maxPartBytes = parseByteSize(maxPartSize, "--max-part-size");
+      print(renderSizeReport(measureArchive(directory)));
+      const manifest = await splitArchive(directory, out!, maxPartBytes);
+      return {
+        code: 0,
+        stdout: `wrote ${manifest.parts.length} parts of at most ${humanBytes(maxPartBytes)} (${manifest.totalBytes} bytes) and ${partsManifestName} to ${out}\n`,
+        stderr: "",
+      };
+    }
+    if (command === "archive-join") {
+      const manifest = await joinArchive(directory, out!);
+      return {
+        code: 0,
+        stdout: `joined ${manifest.parts.length} parts into ${out}; every part and every image in the lock checked\n`,
+        stderr: "",
+      };
+    }
+    return { code: 2, stdout: "", stderr: `${usage}\n` };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${(error as Error).message}\n` };
+  }
+}
+
 if (require.main === module) {
-  const result = runCli(process.argv.slice(2));
-  process.stdout.write(result.stdout);
-  process.stderr.write(result.stderr);
-  process.exitCode = result.code;
+  const argv = process.argv.slice(2);
+  void (async () => {
+    const result = argv[0]?.startsWith("archive-") ? await runArchiveCli(argv) : runCli(argv);
+    process.stdout.write(result.stdout);
+    process.stderr.write(result.stderr);
+    process.exitCode = result.code;
+  })();
 }

@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { runCli } from "../../../cli/airgap";
+import { runArchiveCli, runCli } from "../../../cli/airgap";
+import { bytesOf, writeLayout } from "../mirror/oci-layout";
 import { renderRepoList } from "../../../core/images/repo-list";
 
 describe("offline CLI", function () {
@@ -124,5 +125,57 @@ describe("offline CLI", function () {
     const missing = runCli(["images", "--stack", "nope"]);
     assert.match(missing.stderr, /no stack file .*Pulumi\.nope\.yaml \(stacks here: .*dev/);
     assert.equal(runCli(["frobnicate", "--stack", "dev"]).code, 2);
+  });
+});
+
+describe("offline CLI: archives", function () {
+  it("prints the size report before any part is written, then splits and joins", async function () {
+    const archive = mkdtempSync(path.join(os.tmpdir(), "archive-"));
+    writeLayout(archive, [
+      {
+        name: "registry.k8s.io/pause:3.10",
+        platforms: [
+          { platform: "linux/amd64", layers: [bytesOf("a", 3000)] },
+          { platform: "linux/arm64", layers: [bytesOf("b", 3000)] },
+        ],
+      },
+    ]);
+    const parts = path.join(mkdtempSync(path.join(os.tmpdir(), "parts-")), "usb");
+    const printed: { text: string; partsBefore: boolean }[] = [];
+    const result = await runArchiveCli(
+      ["archive-split", archive, "--max-part-size", "2K", "--out", parts],
+      (text) => printed.push({ text, partsBefore: existsSync(parts) }),
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(printed.length, 1);
+    assert.match(printed[0].text, /^ {2}registry\.k8s\.io\/pause:3\.10 /m);
+    assert.match(printed[0].text, /^ {4}linux\/arm64 /m);
+    assert.equal(printed[0].partsBefore, false, "the report comes before anything is written");
+    assert.match(result.stdout, /^wrote \d+ parts of at most 2\.0 KiB/);
+
+    const size = await runArchiveCli(["archive-size", archive, "--json"]);
+    assert.equal(size.code, 0);
+    assert.deepEqual(Object.keys(JSON.parse(size.stdout).platforms), [
+      "linux/amd64",
+      "linux/arm64",
+    ]);
+
+    const joined = path.join(mkdtempSync(path.join(os.tmpdir(), "joined-")), "archive");
+    const join = await runArchiveCli(["archive-join", parts, "--out", joined]);
+    assert.equal(join.code, 0, join.stderr);
+    assert.equal(
+      readFileSync(path.join(joined, "index.json"), "utf8"),
+      readFileSync(path.join(archive, "index.json"), "utf8"),
+    );
+    const bad = await runArchiveCli([
+      "archive-split",
+      archive,
+      "--max-part-size",
+      "lots",
+      "--out",
+      parts,
+    ]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--max-part-size: 'lots' is not a size/);
   });
 });
