@@ -21,7 +21,9 @@ import {
   measureArchive,
   renderSizeReport,
 } from "../components/mirror/actions/archive-size";
+import { measureRegistryImages } from "../components/mirror/actions/registry-size";
 import { planImageCopies } from "../components/mirror/plan";
+import { registryImagesForStack } from "../infra/archive-size";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
 import {
@@ -43,6 +45,7 @@ import { loadProjectSchema, projectFile } from "../infra/schema";
 import { readStackFile } from "../infra/stack-file";
 
 const usage = `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]
+       airgap size (--stack NAME | --file PATH) [--json]
        airgap archive-size ARCHIVE_DIR [--json]
        airgap archive-split ARCHIVE_DIR --max-part-size SIZE --out PARTS_DIR
        airgap archive-join PARTS_DIR --out ARCHIVE_DIR`;
@@ -279,7 +282,7 @@ export async function runArchiveCli(
   }
   try {
     if (command === "archive-size") {
-      const report = measureArchive(directory);
+      const report = await measureArchive(directory);
       return {
         code: 0,
         stdout: json ? `${JSON.stringify(report, null, 2)}\n` : renderSizeReport(report),
@@ -290,7 +293,7 @@ export async function runArchiveCli(
       if (!maxPartSize)
         return { code: 2, stdout: "", stderr: `archive-split needs --max-part-size\n${usage}\n` };
       const maxPartBytes = parseByteSize(maxPartSize, "--max-part-size");
-      print(renderSizeReport(measureArchive(directory)));
+      print(renderSizeReport(await measureArchive(directory)));
       const manifest = await splitArchive(directory, out!, maxPartBytes);
       return {
         code: 0,
@@ -312,10 +315,52 @@ export async function runArchiveCli(
   }
 }
 
+/**
+ * The size of a stack's image set before anything is written: read from the source registries
+ * (manifests and configs only), or from the archive when the stack imports one.
+ */
+export async function runSizeCli(argv: string[]): Promise<CliResult> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { stack: { type: "string" }, file: { type: "string" }, json: { type: "boolean" } },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${usage}\n` };
+  }
+  const { stack, file, json } = parsed.values;
+  if (!stack && !file) return { code: 2, stdout: "", stderr: `${usage}\n` };
+  const stackFile = file ?? path.join(path.dirname(projectFile), `Pulumi.${stack}.yaml`);
+  try {
+    const { config, project } = loadStackFileConfig(stackFile);
+    const images = imageSetForStack(config, project).images.map((image) => image.canonical);
+    const report =
+      config.images.source.kind === "archive"
+        ? { ...(await measureArchive(config.images.source.directory)), unmeasured: [] }
+        : await measureRegistryImages(registryImagesForStack(config, images));
+    return {
+      code: report.unmeasured.length > 0 ? 1 : 0,
+      stdout: json ? `${JSON.stringify(report, null, 2)}\n` : renderSizeReport(report),
+      stderr:
+        report.unmeasured.length > 0
+          ? `${report.unmeasured.length} of ${images.length} images could not be measured\n`
+          : "",
+    };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${stackFile}: ${(error as Error).message}\n` };
+  }
+}
+
 if (require.main === module) {
   const argv = process.argv.slice(2);
   void (async () => {
-    const result = argv[0]?.startsWith("archive-") ? await runArchiveCli(argv) : runCli(argv);
+    const result = argv[0]?.startsWith("archive-")
+      ? await runArchiveCli(argv)
+      : argv[0] === "size"
+        ? await runSizeCli(argv.slice(1))
+        : runCli(argv);
     process.stdout.write(result.stdout);
     process.stderr.write(result.stderr);
     process.exitCode = result.code;

@@ -16,6 +16,7 @@ import {
   nodeArgConfigKeys,
   type StackConfig,
 } from "./config";
+import { archiveSizeAtPreview, type ArchiveSizeSummary } from "./archive-size";
 import { imageSetForStack, upstreamsForStack } from "./images";
 
 /** Stack outputs of the program. */
@@ -32,6 +33,7 @@ export interface ProgramOutputs {
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
   nodeFiles?: pulumi.Output<NodeReport[]>;
+  archiveSize?: pulumi.Output<ArchiveSizeSummary>;
   openshiftMirrorObjects?: pulumi.Output<string[]>;
   openshiftMirrorWarnings?: pulumi.Output<string[]>;
   conformanceVerdict?: pulumi.Output<string>;
@@ -188,6 +190,12 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
       },
       { dependsOn: registry ? [registry] : [] },
     );
+    if (config.images.destination === "archive" && config.images.source.kind !== "archive") {
+      outputs.archiveSize = archiveSizeAtPreview(
+        config,
+        imageSet.images.map((image) => image.canonical),
+      );
+    }
     outputs.imageCount = mirror.imageCount;
     outputs.imageMapping = mirror.mapping;
     outputs.imageLock = mirror.lock;

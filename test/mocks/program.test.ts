@@ -320,6 +320,10 @@ describe("the program (mocks)", function () {
       refName: "registry.k8s.io/conformance:v1.31.4",
     });
     assert.equal(await valueOf(outputs.repoList), undefined);
+    // The size report is computed at preview, before any copy: every image measured or named.
+    const size = await valueOf(outputs.archiveSize);
+    assert.ok(size);
+    assert.equal(size.images + size.unmeasured.length, await valueOf(outputs.imageCount));
   });
 
   const registryOnly = {

@@ -10,7 +10,7 @@ import { ArchiveError } from "./archive";
 
 const refNameAnnotation = "org.opencontainers.image.ref.name";
 
-interface Descriptor {
+export interface Descriptor {
   mediaType?: string;
   digest: string;
   size: number;
@@ -18,7 +18,7 @@ interface Descriptor {
   annotations?: Record<string, string>;
 }
 
-interface ManifestDocument {
+export interface ManifestDocument {
   mediaType?: string;
   manifests?: Descriptor[];
   config?: Descriptor;
@@ -26,7 +26,7 @@ interface ManifestDocument {
 }
 
 /** Reads a manifest, index or image config (JSON blobs) by digest. */
-export type ManifestReader = (digest: string) => ManifestDocument;
+export type ManifestReader = (digest: string) => ManifestDocument | Promise<ManifestDocument>;
 
 export interface PlatformSize {
   /** `os/arch[/variant]`, or "unknown" when neither the index nor the config says. */
@@ -61,9 +61,12 @@ function platformName(descriptor: Descriptor): string {
 }
 
 /** A single-platform manifest names its platform only in its config. */
-function configPlatform(manifest: ManifestDocument, readManifest: ManifestReader): string {
+async function configPlatform(
+  manifest: ManifestDocument,
+  readManifest: ManifestReader,
+): Promise<string> {
   if (!manifest.config) return "unknown";
-  const config = readManifest(manifest.config.digest) as {
+  const config = (await readManifest(manifest.config.digest)) as {
     os?: string;
     architecture?: string;
     variant?: string;
@@ -79,23 +82,23 @@ function isIndex(document: ManifestDocument): boolean {
  * The size report of images given as (name, top-level descriptor). Blob sizes come from the
  * descriptors, so only manifests are read. Pure given the reader.
  */
-export function measureImages(
-  images: readonly { image: string; descriptor: Descriptor }[],
-  readManifest: ManifestReader,
-): SizeReport {
+export async function measureImages(
+  images: readonly { image: string; descriptor: Descriptor; readManifest?: ManifestReader }[],
+  defaultReader?: ManifestReader,
+): Promise<SizeReport> {
   const everyBlob = new Map<string, number>();
   const platformBlobs = new Map<string, Map<string, number>>();
   const measured: ImageSize[] = [];
-  for (const { image, descriptor } of images) {
+  for (const { image, descriptor, readManifest = defaultReader! } of images) {
     const imageBlobs = new Map<string, number>([[descriptor.digest, descriptor.size]]);
-    const top = readManifest(descriptor.digest);
+    const top = await readManifest(descriptor.digest);
     const platformManifests: { platform: string; descriptor: Descriptor }[] = isIndex(top)
       ? top.manifests!.map((child) => ({ platform: platformName(child), descriptor: child }))
-      : [{ platform: configPlatform(top, readManifest), descriptor }];
+      : [{ platform: await configPlatform(top, readManifest), descriptor }];
     const platforms: PlatformSize[] = [];
     for (const { platform, descriptor: manifestDescriptor } of platformManifests) {
       const manifest =
-        manifestDescriptor === descriptor ? top : readManifest(manifestDescriptor.digest);
+        manifestDescriptor === descriptor ? top : await readManifest(manifestDescriptor.digest);
       const blobs: Descriptor[] = [manifestDescriptor];
       if (manifest.config) blobs.push(manifest.config);
       blobs.push(...(manifest.layers ?? []));
@@ -134,7 +137,7 @@ export function measureImages(
 }
 
 /** The size report of every image in an OCI layout directory (the archive). */
-export function measureArchive(directory: string): SizeReport {
+export function measureArchive(directory: string): Promise<SizeReport> {
   const indexFile = path.join(directory, "index.json");
   if (!existsSync(indexFile)) {
     throw new ArchiveError(`${directory} is not an OCI image layout (no index.json)`);
@@ -169,7 +172,9 @@ export function humanBytes(bytes: number): string {
 }
 
 /** The report as text: a line per image and platform, then per platform and the totals. Pure. */
-export function renderSizeReport(report: SizeReport): string {
+export function renderSizeReport(
+  report: SizeReport & { unmeasured?: readonly { image: string; reason: string }[] },
+): string {
   const lines = ["size per image (each platform: manifest, config and layers):"];
   for (const image of report.images) {
     lines.push(`  ${image.image}  ${humanBytes(image.bytes)}`);
@@ -185,5 +190,8 @@ export function renderSizeReport(report: SizeReport): string {
     `total: ${humanBytes(report.totalBytes)} (${report.totalBytes} bytes) with each blob once; ` +
       `${humanBytes(report.naiveBytes)} image by image, ${humanBytes(report.naiveBytes - report.totalBytes)} saved by shared blobs`,
   );
+  for (const entry of report.unmeasured ?? []) {
+    lines.push(`not measured: ${entry.image} (${entry.reason})`);
+  }
   return `${lines.join("\n")}\n`;
 }

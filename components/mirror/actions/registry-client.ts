@@ -218,6 +218,36 @@ export class RegistryClient {
     return digest;
   }
 
+  /**
+   * A manifest (by tag or digest) or a small JSON blob such as an image config, as text. Blob
+   * redirects (to the registry's storage) are followed once, without our credentials.
+   */
+  async getText(
+    repository: string,
+    kind: "manifests" | "blobs",
+    reference: string,
+  ): Promise<{ body: string; digest?: string }> {
+    let response = await this.v2(
+      "GET",
+      `${repository}/${kind}/${reference}`,
+      `repository:${repository}:pull`,
+      kind === "manifests" ? { Accept: manifestMediaTypes.join(", ") } : {},
+    );
+    const location = response.headers.location;
+    if ([301, 302, 303, 307, 308].includes(response.status) && typeof location === "string") {
+      const url = new URL(location, `${this.access.scheme}://${this.access.host}/`).toString();
+      response = await this.request("GET", url, {});
+    }
+    if (response.status !== 200) {
+      throw new RegistryRequestError(
+        `GET ${this.access.host}/${repository} ${kind} ${reference} answered ${response.status}`,
+        response.status,
+      );
+    }
+    const digest = response.headers["docker-content-digest"];
+    return { body: response.body, ...(typeof digest === "string" ? { digest } : {}) };
+  }
+
   /** Deletes a manifest by digest; a manifest already gone is not an error. */
   async deleteManifest(repository: string, digest: string): Promise<"deleted" | "absent"> {
     const response = await this.v2(

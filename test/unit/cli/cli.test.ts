@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { runArchiveCli, runCli } from "../../../cli/airgap";
+import { runArchiveCli, runCli, runSizeCli } from "../../../cli/airgap";
 import { bytesOf, writeLayout } from "../mirror/oci-layout";
 import { renderRepoList } from "../../../core/images/repo-list";
 
@@ -177,5 +177,72 @@ describe("offline CLI: archives", function () {
     ]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /--max-part-size: 'lots' is not a size/);
+  });
+});
+
+describe("offline CLI: size before anything is written", function () {
+  function stackFile(lines: string[]): string {
+    const file = path.join(mkdtempSync(path.join(os.tmpdir(), "stack-")), "Pulumi.size.yaml");
+    writeFileSync(
+      file,
+      [
+        "config:",
+        "  airgap-conformance:kubernetesVersion: 1.31.4",
+        ...lines.map((l) => `  airgap-conformance:${l}`),
+      ].join("\n") + "\n",
+    );
+    return file;
+  }
+
+  it("measures an archive the stack imports", async function () {
+    const archive = mkdtempSync(path.join(os.tmpdir(), "archive-"));
+    writeLayout(archive, [
+      {
+        name: "registry.k8s.io/pause:3.10",
+        platforms: [{ platform: "linux/amd64", layers: [bytesOf("p", 2000)] }],
+      },
+    ]);
+    const file = stackFile([
+      "imagesSource: archive",
+      `imagesArchiveDirectory: ${archive}`,
+      "conformanceEnabled: false",
+    ]);
+    const result = await runSizeCli(["--file", file, "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as {
+      images: { image: string }[];
+      unmeasured: unknown[];
+    };
+    assert.deepEqual(
+      report.images.map((image) => image.image),
+      ["registry.k8s.io/pause:3.10"],
+    );
+    assert.deepEqual(report.unmeasured, []);
+  });
+
+  it("names every image it could not measure and fails, writing nothing", async function () {
+    const out = path.join(mkdtempSync(path.join(os.tmpdir(), "export-")), "images");
+    const file = stackFile([
+      "registryEnabled: false",
+      "imagesSource: registry",
+      "imagesSourceRegistry: http://127.0.0.1:9",
+      "imagesDestination: archive",
+      `imagesArchiveDirectory: ${out}`,
+      "conformanceEnabled: false",
+    ]);
+    const images = runCli(["images", "--file", file])
+      .stdout.split("\n")
+      .filter((line) => /^[a-z]/.test(line));
+    const result = await runSizeCli(["--file", file]);
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `${images.length} of ${images.length} images could not be measured\n`,
+    );
+    assert.match(
+      result.stdout,
+      /^not measured: registry\.k8s\.io\/pause:3\.10 \(cannot reach registry 127\.0\.0\.1:9/m,
+    );
+    assert.equal(existsSync(out), false);
   });
 });

@@ -62,10 +62,10 @@ function tree(directory: string): Record<string, string> {
 }
 
 describe("archive size report", function () {
-  it("counts per image, per platform, image by image and each blob once", function () {
+  it("counts per image, per platform, image by image and each blob once", async function () {
     const archive = tempDir("archive-");
     writeLayout(archive, images);
-    const report = measureArchive(archive);
+    const report = await measureArchive(archive);
     assert.deepEqual(
       report.images.map((image) => [image.image, image.platforms.map((p) => p.platform)]),
       [
