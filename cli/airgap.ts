@@ -17,6 +17,10 @@ import {
   splitArchive,
 } from "../components/mirror/actions/archive-parts";
 import {
+  applyDifferentialArchive,
+  writeDifferentialArchive,
+} from "../components/mirror/actions/archive-diff";
+import {
   humanBytes,
   measureArchive,
   renderSizeReport,
@@ -48,7 +52,9 @@ const usage = `usage: airgap <images|mapping|render> (--stack NAME | --file PATH
        airgap size (--stack NAME | --file PATH) [--json]
        airgap archive-size ARCHIVE_DIR [--json]
        airgap archive-split ARCHIVE_DIR --max-part-size SIZE --out PARTS_DIR
-       airgap archive-join PARTS_DIR --out ARCHIVE_DIR`;
+       airgap archive-join PARTS_DIR --out ARCHIVE_DIR
+       airgap archive-diff ARCHIVE_DIR --against OTHER_SIDE_LOCK --out DIFF_DIR
+       airgap archive-apply DIFF_DIR --onto ARCHIVE_DIR`;
 
 export interface CliResult {
   code: number;
@@ -268,6 +274,8 @@ export async function runArchiveCli(
       options: {
         out: { type: "string" },
         "max-part-size": { type: "string" },
+        against: { type: "string" },
+        onto: { type: "string" },
         json: { type: "boolean" },
       },
     });
@@ -277,7 +285,14 @@ export async function runArchiveCli(
   const [command, directory] = parsed.positionals;
   const { out, json } = parsed.values;
   const maxPartSize = parsed.values["max-part-size"];
-  if (!directory || (command !== "archive-size" && !out)) {
+  const { against, onto } = parsed.values;
+  const needsOut = ["archive-split", "archive-join", "archive-diff"].includes(command ?? "");
+  if (
+    !directory ||
+    (needsOut && !out) ||
+    (command === "archive-diff" && !against) ||
+    (command === "archive-apply" && !onto)
+  ) {
     return { code: 2, stdout: "", stderr: `${usage}\n` };
   }
   try {
@@ -306,6 +321,24 @@ export async function runArchiveCli(
       return {
         code: 0,
         stdout: `joined ${manifest.parts.length} parts into ${out}; every part and every image in the lock checked\n`,
+        stderr: "",
+      };
+    }
+    if (command === "archive-diff") {
+      const manifest = writeDifferentialArchive(directory, against!, out!);
+      return {
+        code: 0,
+        stdout:
+          `wrote ${manifest.images.length} images (${manifest.blobCount} blobs, ${humanBytes(manifest.blobBytes)}) to ${out}; ` +
+          `${manifest.unchanged.length} images and ${manifest.requiredBlobs.length} shared blobs the other side has were left out\n`,
+        stderr: "",
+      };
+    }
+    if (command === "archive-apply") {
+      const manifest = applyDifferentialArchive(directory, onto!);
+      return {
+        code: 0,
+        stdout: `applied ${manifest.images.length} images onto ${onto}; every new image checked\n`,
         stderr: "",
       };
     }

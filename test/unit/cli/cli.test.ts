@@ -167,6 +167,26 @@ describe("offline CLI: archives", function () {
       readFileSync(path.join(joined, "index.json"), "utf8"),
       readFileSync(path.join(archive, "index.json"), "utf8"),
     );
+    // A differential against the joined copy's lock carries nothing; applied, nothing changes.
+    const diff = path.join(mkdtempSync(path.join(os.tmpdir(), "diff-")), "d");
+    const diffResult = await runArchiveCli([
+      "archive-diff",
+      archive,
+      "--against",
+      path.join(joined, "images.lock.json"),
+      "--out",
+      diff,
+    ]);
+    assert.equal(diffResult.code, 0, diffResult.stderr);
+    assert.match(
+      diffResult.stdout,
+      /^wrote 0 images \(0 blobs, 0 B\).* 1 images and 0 shared blobs/,
+    );
+    const apply = await runArchiveCli(["archive-apply", diff, "--onto", joined]);
+    assert.equal(apply.code, 0, apply.stderr);
+    assert.match(apply.stdout, /^applied 0 images onto /);
+    assert.equal((await runArchiveCli(["archive-diff", archive, "--out", diff])).code, 2);
+
     const bad = await runArchiveCli([
       "archive-split",
       archive,
