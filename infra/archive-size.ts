@@ -14,6 +14,8 @@ export interface ArchiveSizeSummary {
   platforms: Record<string, number>;
   images: number;
   unmeasured: { image: string; reason: string }[];
+  /** Signatures, attestations, SBOMs and referrers found beside the images but not carried. */
+  droppedCompanions: string[];
 }
 
 /**
@@ -66,6 +68,9 @@ export function archiveSizeAtPreview(
       platforms: report.platforms,
       images: report.images.length,
       unmeasured: report.unmeasured,
+      droppedCompanions: report.droppedCompanions.map(
+        (companion) => `${companion.reference} (${companion.kind} of ${companion.image})`,
+      ),
     };
   });
 }

@@ -8,6 +8,7 @@ import { checkImages, type RegistryAccess } from "../../components/mirror/action
 import { measureRegistryImages } from "../../components/mirror/actions/registry-size";
 import { copyImage } from "../../components/mirror/actions/skopeo";
 import { planImageCopies } from "../../components/mirror/plan";
+import { run } from "../lab/exec";
 import { labDir } from "../lab/paths";
 import { startLabRegistry, type LabRegistry } from "../lab/registries";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
@@ -20,18 +21,22 @@ describe("archives on removable media, with real registries and skopeo", functio
   let upstreams: LabUpstreams;
   let archive: string;
 
-  function exportPlan() {
+  /** A cosign-style signature tag beside pause, as `cosign sign` leaves it. */
+  let signature: string;
+
+  function upstreamSource() {
+    return {
+      kind: "upstream" as const,
+      registries: Object.fromEntries(
+        Object.entries(upstreams.registries).map(([name, registry]) => [name, accessOf(registry)]),
+      ),
+    };
+  }
+
+  function exportPlan(extra: string[] = []) {
     return planImageCopies({
-      images: upstreams.images.map((image) => image.name),
-      source: {
-        kind: "upstream",
-        registries: Object.fromEntries(
-          Object.entries(upstreams.registries).map(([name, registry]) => [
-            name,
-            accessOf(registry),
-          ]),
-        ),
-      },
+      images: [...upstreams.images.map((image) => image.name), ...extra],
+      source: upstreamSource(),
       destination: { kind: "archive", directory: archive },
     });
   }
@@ -39,6 +44,18 @@ describe("archives on removable media, with real registries and skopeo", functio
   before(async function () {
     upstreams = await labUpstreams();
     archive = path.join(mkdtempSync(path.join(labDir, "media-")), "images");
+    const pause = upstreams.images.find((image) => image.repository === "pause")!;
+    const registry = upstreams.registries["registry.k8s.io"].endpoint;
+    const tag = `${pause.digest.replace(":", "-")}.sig`;
+    // Any small manifest stands in for the signature payload; what matters is where it is.
+    await run("skopeo", [
+      "copy",
+      "--src-tls-verify=false",
+      "--dest-tls-verify=false",
+      `docker://${registry}/pause:3.10`,
+      `docker://${registry}/pause:${tag}`,
+    ]);
+    signature = `registry.k8s.io/pause:${tag}`;
   });
 
   it("reports the sizes from the source registries before anything is written, as the archive then holds them", async function () {
@@ -66,6 +83,11 @@ describe("archives on removable media, with real registries and skopeo", functio
       before.unmeasured.map((entry) => entry.image),
       ["quay.io/nowhere/image:1"],
     );
+    // The signature beside pause is found, and reported as dropped: it is not in the set.
+    assert.deepEqual(
+      before.droppedCompanions.map((companion) => [companion.kind, companion.reference]),
+      [["signature", signature]],
+    );
     assert.match(before.unmeasured[0].reason, /cannot reach registry 127\.0\.0\.1:9/);
 
     const digests = await Promise.all(
@@ -76,8 +98,10 @@ describe("archives on removable media, with real registries and skopeo", functio
       plan.copies.map((copy, index) => ({ source: copy.source, digest: digests[index] })),
     );
     const after = await measureArchive(archive);
-    const { unmeasured, ...measured } = before;
+    const { unmeasured, companions, droppedCompanions, ...measured } = before;
     assert.equal(unmeasured.length, 1);
+    assert.equal(companions.length, 1);
+    assert.equal(droppedCompanions.length, 1);
     // Same images, platforms and bytes; the order of the archive's index is skopeo's.
     const byImage = (report: typeof after) =>
       Object.fromEntries(report.images.map((image) => [image.image, image]));
@@ -89,6 +113,44 @@ describe("archives on removable media, with real registries and skopeo", functio
     assert.deepEqual(
       busybox.platforms.map((platform) => platform.platform),
       ["linux/amd64", "linux/arm64"],
+    );
+  });
+
+  it("carries a signature named in the set, and no longer reports it dropped", async function () {
+    const plan = exportPlan([signature]);
+    const report = await measureRegistryImages(
+      plan.copies.map((copy) => {
+        const from = copy.request.from;
+        assert.equal(from.transport, "docker");
+        return {
+          image: copy.source,
+          access: from.access,
+          repository: from.repository,
+          reference: from.reference,
+        };
+      }),
+    );
+    assert.deepEqual(report.droppedCompanions, []);
+    assert.deepEqual(
+      report.companions.map((companion) => companion.reference),
+      [signature],
+    );
+    const signed = path.join(mkdtempSync(path.join(labDir, "signed-")), "images");
+    const copy = planImageCopies({
+      images: [signature],
+      source: upstreamSource(),
+      destination: { kind: "archive", directory: signed },
+    }).copies[0];
+    const digest = await copyImage(copy.request, { retries: 0 });
+    const index = JSON.parse(readFileSync(path.join(signed, "index.json"), "utf8")) as {
+      manifests: { digest: string; annotations: Record<string, string> }[];
+    };
+    assert.deepEqual(
+      index.manifests.map((entry) => [
+        entry.annotations["org.opencontainers.image.ref.name"],
+        entry.digest,
+      ]),
+      [[signature, digest]],
     );
   });
 

@@ -173,7 +173,11 @@ export function humanBytes(bytes: number): string {
 
 /** The report as text: a line per image and platform, then per platform and the totals. Pure. */
 export function renderSizeReport(
-  report: SizeReport & { unmeasured?: readonly { image: string; reason: string }[] },
+  report: SizeReport & {
+    unmeasured?: readonly { image: string; reason: string }[];
+    companions?: readonly { image: string; kind: string; reference: string }[];
+    droppedCompanions?: readonly { reference: string }[];
+  },
 ): string {
   const lines = ["size per image (each platform: manifest, config and layers):"];
   for (const image of report.images) {
@@ -190,6 +194,17 @@ export function renderSizeReport(
     `total: ${humanBytes(report.totalBytes)} (${report.totalBytes} bytes) with each blob once; ` +
       `${humanBytes(report.naiveBytes)} image by image, ${humanBytes(report.naiveBytes - report.totalBytes)} saved by shared blobs`,
   );
+  const dropped = new Set((report.droppedCompanions ?? []).map((entry) => entry.reference));
+  for (const companion of report.companions ?? []) {
+    lines.push(
+      `${dropped.has(companion.reference) ? "dropped" : "carried"} ${companion.kind} of ${companion.image}: ${companion.reference}`,
+    );
+  }
+  if (dropped.size > 0) {
+    lines.push(
+      "dropped ones are not in the image set; add tag names to imagesExtra or an image list to carry them (referrers found through the API cannot be copied by name)",
+    );
+  }
   for (const entry of report.unmeasured ?? []) {
     lines.push(`not measured: ${entry.image} (${entry.reason})`);
   }

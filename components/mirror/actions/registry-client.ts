@@ -219,19 +219,20 @@ export class RegistryClient {
   }
 
   /**
-   * A manifest (by tag or digest) or a small JSON blob such as an image config, as text. Blob
+   * A manifest (by tag or digest), the referrers of a digest, or a small JSON blob such as an
+   * image config, as text. Blob
    * redirects (to the registry's storage) are followed once, without our credentials.
    */
   async getText(
     repository: string,
-    kind: "manifests" | "blobs",
+    kind: "manifests" | "blobs" | "referrers",
     reference: string,
   ): Promise<{ body: string; digest?: string }> {
     let response = await this.v2(
       "GET",
       `${repository}/${kind}/${reference}`,
       `repository:${repository}:pull`,
-      kind === "manifests" ? { Accept: manifestMediaTypes.join(", ") } : {},
+      kind === "blobs" ? {} : { Accept: manifestMediaTypes.join(", ") },
     );
     const location = response.headers.location;
     if ([301, 302, 303, 307, 308].includes(response.status) && typeof location === "string") {

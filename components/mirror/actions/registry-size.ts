@@ -5,6 +5,7 @@ import {
   type ManifestDocument,
   type SizeReport,
 } from "./archive-size";
+import { droppedCompanions, findCompanions, type Companion } from "./companions";
 import { mapWithConcurrency, RegistryClient, type RegistryAccess } from "./registry-client";
 
 /**
@@ -25,6 +26,10 @@ export interface RegistryImage {
 export interface RegistrySizeReport extends SizeReport {
   /** Images that could not be measured, each with the reason (unreachable, refused, absent). */
   unmeasured: { image: string; reason: string }[];
+  /** Signatures, attestations, SBOMs and referrers found beside the images. */
+  companions: Companion[];
+  /** Those of them the copy leaves behind: not in the image set by name. */
+  droppedCompanions: Companion[];
 }
 
 /** Measures the images, eight at a time; an image that cannot be read is reported, not fatal. */
@@ -38,6 +43,7 @@ export async function measureRegistryImages(
     return clients.get(key)!;
   };
   const unmeasured: { image: string; reason: string }[] = [];
+  const companions: Companion[] = [];
   try {
     const tops = await mapWithConcurrency(images, 8, async (image) => {
       const client = clientFor(image.access);
@@ -67,6 +73,9 @@ export async function measureRegistryImages(
         };
         // Read (and cache) everything now, so one image's failure stays with that image.
         await measureImages([{ image: image.image, descriptor, readManifest }]);
+        companions.push(
+          ...(await findCompanions(client, image.image, image.repository, descriptor.digest)),
+        );
         return { image: image.image, descriptor, readManifest };
       } catch (error) {
         unmeasured.push({ image: image.image, reason: (error as Error).message });
@@ -76,7 +85,14 @@ export async function measureRegistryImages(
     const measured = tops.filter((entry) => entry !== undefined);
     const report = await measureImages(measured);
     unmeasured.sort((a, b) => (a.image < b.image ? -1 : 1));
-    return { ...report, unmeasured };
+    companions.sort((a, b) => (a.reference < b.reference ? -1 : 1));
+    const names = new Set(images.map((image) => image.image));
+    return {
+      ...report,
+      unmeasured,
+      companions,
+      droppedCompanions: droppedCompanions(companions, names),
+    };
   } finally {
     for (const client of clients.values()) client.close();
   }
