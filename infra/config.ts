@@ -53,6 +53,8 @@ export interface StackConfig {
     caFile?: string;
     /** OpenShift version of a cluster with openshift nodes; undefined: 4.13 or later. */
     openshiftVersion?: string;
+    /** Put the image set into each node's image store too. */
+    preload: boolean;
     /** k3s/rke2 node options. */
     k3s: { systemDefaultRegistry: boolean; embeddedRegistry: boolean };
   };
@@ -335,6 +337,33 @@ function k3sNodeOptions(
   return options;
 }
 
+/** Preload serves nodes whose image store it knows; the error names the first other node. */
+function preloadOption(values: Record<string, Scalar>, key: (name: string) => string): boolean {
+  const preload = values.nodesPreload as boolean;
+  if (!preload) return false;
+  for (const entry of values.nodes as string[]) {
+    const runtime = /[?&]runtime=([^&]+)/.exec(entry)?.[1];
+    if (
+      runtime !== undefined &&
+      !["containerd", "containerd2", "crio", "podman"].includes(runtime)
+    ) {
+      throw new ConfigError(
+        key("nodesPreload"),
+        "true",
+        `false while nodes lists a runtime=${runtime} node (preload serves containerd, containerd2, crio and podman nodes)`,
+      );
+    }
+  }
+  if ((values.nodes as string[]).length === 0) {
+    throw new ConfigError(
+      key("nodesPreload"),
+      "true",
+      "false unless nodes lists the nodes to preload",
+    );
+  }
+  return true;
+}
+
 function openshiftVersionOf(value: Scalar | undefined, key: string): string | undefined {
   const version = optionalString(value);
   if (version !== undefined && !/^4\.\d{1,3}(\.\d{1,4})?$/.test(version)) {
@@ -400,6 +429,7 @@ export function buildStackConfig(
       forbidFallback: values.nodesForbidFallback as boolean,
       caFile: optionalString(values.nodesMirrorCaFile) ?? optionalString(values.mirrorCaFile),
       k3s: k3sNodeOptions(values, key),
+      preload: preloadOption(values, key),
       openshiftVersion: openshiftVersionOf(
         values.nodesOpenshiftVersion,
         key("nodesOpenshiftVersion"),

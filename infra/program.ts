@@ -5,6 +5,7 @@ import { ConformanceRun } from "../components/conformance";
 import { ImageMirror, type ImageDestination, type LockDocument } from "../components/mirror";
 import { NodeRegistryArgsError, NodeRegistryConfig, type NodeReport } from "../components/nodes";
 import { OpenShiftMirrorConfig } from "../components/nodes/openshift";
+import { NodeImagePreload } from "../components/nodes/preload";
 import { openshiftFlavour, type RuntimeFlavour } from "../core/nodes";
 import { RegistryArgsError, RegistryContainer } from "../components/registry";
 import { renderRepoList } from "../core/images/repo-list";
@@ -224,6 +225,9 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
     outputs.nodeFiles = nodes.nodes;
     nodeResources.push(nodes);
   }
+  if (config.nodes.preload && mirror) {
+    nodeResources.push(declarePreload(config, registry, mirror));
+  }
   if (config.nodes.list.some((node) => node.runtime === openshiftFlavour)) {
     const openshift = declareOpenShiftMirror(config, project, registry, mirror);
     outputs.openshiftMirrorObjects = openshift.objects;
@@ -313,6 +317,37 @@ function declareNodes(
         },
         { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
       ),
+  );
+}
+
+/** Every mirrored image put into each node's image store, once the images are in the mirror. */
+function declarePreload(
+  config: StackConfig,
+  registry: RegistryContainer | undefined,
+  mirror: ImageMirror,
+): NodeImagePreload {
+  const { destination } = mirrorDestination(
+    { ...config, images: { ...config.images, destination: "registry" } },
+    registry,
+  );
+  if (destination.kind !== "registry")
+    throw new Error("unreachable: preload needs a registry mirror");
+  return new NodeImagePreload(
+    "preload",
+    {
+      nodes: config.nodes.list.map((node) => ({
+        name: node.name,
+        address: node.address,
+        runtime: node.runtime,
+        access:
+          node.access.kind === "ssh"
+            ? { ...node.access, privateKey: config.nodes.sshPrivateKey! }
+            : node.access,
+      })),
+      mirror: { endpoint: destination.nodeEndpoint, scheme: destination.access.scheme },
+      images: mirror.mapping,
+    },
+    { dependsOn: [mirror] },
   );
 }
 

@@ -6,3 +6,4 @@ export * from "./plan";
 export * from "./script";
 export * from "./openshift";
 export * from "./k3s";
+export * from "./preload";

@@ -209,6 +209,65 @@ describe("the program (mocks)", function () {
     assert.ok(script.includes(` ${sha256Hex(dropIn)} <<`), "the node gets the k3s config drop-in");
   });
 
+  it("preloads every mirrored image into each node's store, after the images are in", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.kubeadm.yaml", {
+      "airgap-conformance:nodesPreload": "true",
+    });
+    const preload = registered.filter((r) => r.parent.endsWith("NodeImagePreload::preload"));
+    assert.deepEqual(preload.map((r) => r.name).sort(), [
+      "preload-cp-1",
+      "preload-worker-1",
+      "preload-worker-2",
+    ]);
+    const mapping = await valueOf(outputs.imageMapping);
+    for (const command of preload) {
+      assert.equal(command.type, "command:remote:Command");
+      assert.equal(command.inputs.create, "sh -s apply");
+      assert.equal(command.inputs.delete, "sh -s delete");
+      assert.ok(
+        command.dependencies.some((urn) =>
+          urn.includes("MirroredImage::images-registry.k8s.io/pause:3.10"),
+        ),
+      );
+      const script = String(command.inputs.stdin);
+      for (const [source, reference] of Object.entries(mapping!)) {
+        assert.ok(script.includes(`remember '${source}'`), source);
+        assert.ok(script.includes(`'${reference.split("@")[0]}'`), reference);
+      }
+      assert.match(script, /ctr -n k8s\.io images pull '10\.0\.0\.5:5000\/pause:3\.10'/);
+      assert.ok(
+        command.secretPaths.some((p) => p.startsWith("connection")),
+        "the SSH key stays secret",
+      );
+    }
+    // The run waits for the preload too.
+    const preflight = registered.find((r) => r.name === "conformance-preflight")!;
+    assert.ok(preflight.dependencies.some((urn) => urn.includes("preload-worker-1")));
+  });
+
+  it("evaluates the preload stack: containerd and podman nodes preloaded over SSH", async function () {
+    const { registered } = await evaluateStack("Pulumi.preload.yaml");
+    const preload = registered.filter((r) => r.parent.endsWith("NodeImagePreload::preload"));
+    assert.deepEqual(preload.map((r) => r.name).sort(), ["preload-cp-1", "preload-edge-1"]);
+    const edge = preload.find((r) => r.name === "preload-edge-1")!;
+    assert.match(
+      String(edge.inputs.stdin),
+      /podman pull --quiet --tls-verify=false '10\.0\.3\.5:5000\/pause:3\.10'/,
+    );
+  });
+
+  it("refuses preload for nodes it cannot preload, naming the key", function () {
+    useConfig({
+      "airgap-conformance:kubernetesVersion": "1.31.4",
+      "airgap-conformance:nodesPreload": "true",
+      "airgap-conformance:nodes": JSON.stringify(["ssh://10.0.1.21?runtime=k3s"]),
+    });
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:nodesPreload: got "true"; allowed: false while nodes lists a runtime=k3s node/,
+    );
+  });
+
   it("evaluates the openshift stack: mirror sets in the cluster, no node touched", async function () {
     const { outputs, registered } = await evaluateStack("Pulumi.openshift.yaml");
     assert.deepEqual(

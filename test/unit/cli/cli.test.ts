@@ -89,7 +89,7 @@ describe("offline CLI", function () {
   it("works for every example stack file", function () {
     const root = path.resolve(__dirname, "..", "..", "..");
     const dir = mkdtempSync(path.join(os.tmpdir(), "stacks-"));
-    for (const stack of ["dev", "export", "kubeadm", "k3s", "openshift"]) {
+    for (const stack of ["dev", "export", "kubeadm", "k3s", "openshift", "preload"]) {
       // Files a stack names on its bastion are replaced by the test fixtures.
       const file = path.join(dir, `Pulumi.${stack}.yaml`);
       writeFileSync(
