@@ -47,7 +47,7 @@ export interface StackConfig {
   kubernetesVersion: string;
   cluster: { kubeconfig?: string; context?: string };
   nodes: {
-    list: NodeEntry[];
+    list: (NodeEntry & { hostKeyCheck?: SshHostKeyCheck })[];
     sshPrivateKey?: pulumi.Output<string>;
     forbidFallback: boolean;
     caFile?: string;
@@ -264,6 +264,14 @@ export interface NodeEntry {
     | { kind: "ssh"; user?: string; port?: number; sudo?: boolean };
 }
 
+/** An ssh:// node's access with how its host key is checked. */
+export interface SshHostKeyCheck {
+  /** The node's host key (`ssh-ed25519 AAAA...`). */
+  hostKey?: string;
+  /** The stack said explicitly that host keys are not checked. */
+  skipHostKeyCheck?: boolean;
+}
+
 const nodeEntryForm =
   "docker://<container>?runtime=<flavour> or ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true]";
 
@@ -291,6 +299,16 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
     };
   }
   if (url.protocol === "ssh:") {
+    if (url.password) {
+      // Never echo the password: show the entry with it blanked out.
+      const redacted = new URL(entry);
+      redacted.password = "***";
+      throw new ConfigError(
+        key,
+        redacted.toString(),
+        `no password in the entry (it would be stored in plain text and is not used); ssh nodes log in with nodesSshPrivateKey. Form: ${nodeEntryForm}`,
+      );
+    }
     if (!host) throw new ConfigError(key, entry, nodeEntryForm);
     const sudo = url.searchParams.get("sudo");
     if (sudo !== null && sudo !== "true" && sudo !== "false")
@@ -372,6 +390,53 @@ function openshiftVersionOf(value: Scalar | undefined, key: string): string | un
   return version;
 }
 
+const hostKeyPattern =
+  /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}$/;
+
+/**
+ * Gives every ssh:// node its host key from `nodesSshHostKeys` (keyed by the host as written in
+ * its entry). A node without one is an error unless `nodesSshHostKeyCheck` is false.
+ */
+export function withHostKeys(
+  nodes: NodeEntry[],
+  hostKeyEntries: string[],
+  check: boolean,
+  key: (name: string) => string,
+): (NodeEntry & { hostKeyCheck?: SshHostKeyCheck })[] {
+  const hostKeys = parseAssignments(
+    key("nodesSshHostKeys"),
+    hostKeyEntries.map((entry) => entry.trim()),
+    "host=<key type> <base64 key>, e.g. 10.0.0.11=ssh-ed25519 AAAAC3Nza... (ssh-keyscan -t ed25519 <host>)",
+    hostKeyPattern,
+  );
+  const sshHosts = new Set(nodes.map((node) => node.address).filter((host) => host !== undefined));
+  for (const [index, host] of Object.keys(hostKeys).entries()) {
+    if (!sshHosts.has(host)) {
+      throw new ConfigError(
+        `${key("nodesSshHostKeys")}[${index}]`,
+        host,
+        `the host of an ssh:// node in nodes (${[...sshHosts].join(", ") || "none"})`,
+      );
+    }
+  }
+  return nodes.map((node) => {
+    // OpenShift nodes are never contacted: the cluster gets mirror objects instead.
+    if (node.access.kind !== "ssh" || node.runtime === "openshift") return node;
+    const hostKey = hostKeys[node.address!];
+    if (hostKey === undefined && check) {
+      throw new ConfigError(
+        key("nodesSshHostKeys"),
+        undefined,
+        `no host key for ssh node ${node.name} (${node.address}); add ${node.address}=<key type> <base64 key> as \`ssh-keyscan -t ed25519 ${node.address}\` prints it, or set nodesSshHostKeyCheck to false to connect without checking host keys`,
+      );
+    }
+    return {
+      ...node,
+      hostKeyCheck: hostKey === undefined ? { skipHostKeyCheck: true } : { hostKey },
+    };
+  });
+}
+
 /** Secrets of the stack, read by the caller with `getSecret` so they stay secrets. */
 export interface StackSecrets {
   registryPassword?: pulumi.Output<string>;
@@ -422,8 +487,13 @@ export function buildStackConfig(
       context: optionalString(values.kubeContext),
     },
     nodes: {
-      list: (values.nodes as string[]).map((entry, index) =>
-        parseNodeEntry(`${key("nodes")}[${index}]`, entry),
+      list: withHostKeys(
+        (values.nodes as string[]).map((entry, index) =>
+          parseNodeEntry(`${key("nodes")}[${index}]`, entry),
+        ),
+        values.nodesSshHostKeys as string[],
+        values.nodesSshHostKeyCheck as boolean,
+        key,
       ),
       sshPrivateKey: secrets.nodesSshPrivateKey,
       forbidFallback: values.nodesForbidFallback as boolean,

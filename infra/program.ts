@@ -297,7 +297,11 @@ function declareNodes(
             runtime: node.runtime as RuntimeFlavour,
             access:
               node.access.kind === "ssh"
-                ? { ...node.access, privateKey: config.nodes.sshPrivateKey! }
+                ? {
+                    ...node.access,
+                    ...node.hostKeyCheck,
+                    privateKey: config.nodes.sshPrivateKey!,
+                  }
                 : node.access,
           })),
           mirror: {
@@ -341,7 +345,7 @@ function declarePreload(
         runtime: node.runtime,
         access:
           node.access.kind === "ssh"
-            ? { ...node.access, privateKey: config.nodes.sshPrivateKey! }
+            ? { ...node.access, ...node.hostKeyCheck, privateKey: config.nodes.sshPrivateKey! }
             : node.access,
       })),
       mirror: { endpoint: destination.nodeEndpoint, scheme: destination.access.scheme },

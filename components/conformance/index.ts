@@ -16,6 +16,7 @@ import {
   planConformanceRun,
   planJson,
   resolveKubeContext,
+  withSpecPodName,
   type ConformanceRunInput,
   type ConformanceRunPlan,
   type MirrorAccess,
@@ -152,13 +153,24 @@ function sha256(value: unknown): string {
   return createHash("sha256").update(JSON.stringify(value)).digest("hex");
 }
 
-/** The action's entry next to this module: TypeScript sources need ts-node, a build does not. */
-function actionLocation(): { actionEntry: string; loader?: string } {
-  const extension = path.extname(__filename);
-  const actionEntry = path.join(__dirname, "actions", `main${extension}`);
+/**
+ * How the actions are started, without any absolute path into the project or node_modules (the
+ * environment is stored in state, and destroy runs `cleanup` from it). Pulumi starts the
+ * command provider in the same working directory as the program, so the action is named
+ * relative to it, node comes from PATH (Pulumi's Node.js host needs it there too) and ts-node is
+ * resolved from the project: destroy works after the project directory has moved.
+ */
+export function actionLocation(
+  workingDirectory = process.cwd(),
+  moduleFile = __filename,
+): { nodeBinary: string; actionEntry: string; loader?: string } {
+  const extension = path.extname(moduleFile);
+  const entry = path.join(path.dirname(moduleFile), "actions", `main${extension}`);
+  const relative = path.relative(workingDirectory, entry);
+  const actionEntry = relative.startsWith("..") ? relative : `./${relative}`;
   return extension === ".ts"
-    ? { actionEntry, loader: require.resolve("ts-node/register/transpile-only") }
-    : { actionEntry };
+    ? { nodeBinary: "node", actionEntry, loader: "ts-node/register/transpile-only" }
+    : { nodeBinary: "node", actionEntry };
 }
 
 /**
@@ -261,12 +273,19 @@ export class ConformanceRun extends pulumi.ComponentResource {
       return plan;
     };
     // An explicit version is planned right here, so bad input fails before anything is declared.
+    // The pod is named after its spec, so a replaced pod never meets its terminating predecessor.
     const plan: pulumi.Output<ConformanceRunPlan> =
       args.kubernetesVersion === "auto"
         ? pulumi
             .output(detectKubernetesVersion(args.kubectl ?? "kubectl", { kubeconfig, context }))
-            .apply((version) => warnAbout(planConformanceRun(planInput(version, true))))
-        : pulumi.output(warnAbout(planConformanceRun(planInput(args.kubernetesVersion, false))));
+            .apply((version) =>
+              withSpecPodName(warnAbout(planConformanceRun(planInput(version, true)))),
+            )
+        : pulumi.output(
+            withSpecPodName(
+              warnAbout(planConformanceRun(planInput(args.kubernetesVersion, false))),
+            ),
+          );
 
     const objects = plan.apply((p) =>
       // Data fields are placeholders here: the real values are Inputs set on the resources below.
@@ -353,7 +372,6 @@ export class ConformanceRun extends pulumi.ComponentResource {
       ...actionEnvironment<pulumi.Input<string>>({
         planJson: plan.apply(planJson),
         mirror: mirrorAccess,
-        nodeBinary: process.execPath,
         ...actionLocation(),
       }),
       ...extra,

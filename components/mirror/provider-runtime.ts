@@ -124,6 +124,20 @@ export async function performCopy(inputs: MirroredImageInputs): Promise<Mirrored
   return { ...inputs, digest };
 }
 
+/** Whether the stored passwords differ from the configured ones. Pure. */
+export function credentialsChanged(
+  olds: Pick<MirroredImageInputs, "credentials">,
+  news: Pick<MirroredImageInputs, "credentials">,
+): boolean {
+  const canonical = (credentials: CopyCredentials | undefined) =>
+    JSON.stringify([credentials?.fromPassword ?? null, credentials?.toPassword ?? null]);
+  return canonical(olds.credentials) !== canonical(news.credentials);
+}
+
+function isAuthStatus(status: number): boolean {
+  return status === 401 || status === 403;
+}
+
 /** The provider behind each mirrored image. */
 export const mirroredImageRuntime: pulumi.dynamic.ResourceProvider = {
   async create(inputs: MirroredImageInputs) {
@@ -143,27 +157,44 @@ export const mirroredImageRuntime: pulumi.dynamic.ResourceProvider = {
       };
     }
     // Drift: the image must still be where we put it, with the digest we recorded.
+    const rotated = credentialsChanged(olds, news);
     let present: string | undefined;
     try {
       present = await destinationDigest(requestWithCredentials(news.request, news.credentials));
     } catch (error) {
+      if (!(error instanceof RegistryRequestError)) throw error;
       // Unreachable right now (e.g. the registry is being replaced): let `up` run the idempotent
-      // copy. Anything else (refused credentials) is reported at preview.
-      if (!(error instanceof RegistryRequestError) || error.status !== undefined) throw error;
-      present = undefined;
+      // copy. Refused credentials after a password change: the registry takes the new password
+      // only once `up` has replaced it, so the update stores the new credentials then.
+      if (error.status === undefined) return { changes: true };
+      if (isAuthStatus(error.status) && rotated) return { changes: true };
+      throw error;
     }
-    return { changes: present !== olds.digest };
+    return { changes: present !== olds.digest || rotated };
   },
 
-  async update(_id: string, _olds: MirroredImageOutputs, news: MirroredImageInputs) {
+  async update(_id: string, olds: MirroredImageOutputs, news: MirroredImageInputs) {
+    // The image is still there (e.g. only the credentials changed): record, copy nothing.
+    if (olds.digest) {
+      const present = await destinationDigest(
+        requestWithCredentials(news.request, news.credentials),
+      ).catch(() => undefined);
+      if (present === olds.digest) return { outs: { ...news, digest: olds.digest } };
+    }
     return { outs: await performCopy(news) };
   },
 
   async read(id: string, props: MirroredImageOutputs) {
-    // Refresh records what the destination holds now ("" when the image is gone).
-    const digest =
-      (await destinationDigest(requestWithCredentials(props.request, props.credentials))) ?? "";
-    return { id, props: { ...props, digest } };
+    // Refresh records what the destination holds now: "" when the image is gone, or when the
+    // registry cannot be reached at all (the next `up` copies it again).
+    let digest: string | undefined;
+    try {
+      digest = await destinationDigest(requestWithCredentials(props.request, props.credentials));
+    } catch (error) {
+      if (!(error instanceof RegistryRequestError) || error.status !== undefined) throw error;
+      digest = undefined;
+    }
+    return { id, props: { ...props, digest: digest ?? "" } };
   },
 
   async delete(_id: string, props: MirroredImageOutputs) {

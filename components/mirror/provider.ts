@@ -1,25 +1,47 @@
 import type * as pulumi from "@pulumi/pulumi";
-import * as path from "node:path";
 
 /**
  * The dynamic providers the engine stores with every mirrored image. Pulumi serialises a
  * provider with everything it references into each resource's state, so these are kept tiny:
- * they load the implementation (provider-runtime.ts) from this project when called. That keeps
+ * they load the implementation (provider-runtime.ts) from the project when called. That keeps
  * state small (a few hundred bytes per image instead of the whole runtime), and the runtime runs
- * exactly as the tests run it. The dynamic provider host has no TypeScript loader of its own,
- * hence ts-node (which Pulumi TypeScript projects carry anyway).
+ * exactly as the tests run it.
+ *
+ * Nothing absolute is captured: Pulumi starts the dynamic provider host in the project's working
+ * directory (the `main` directory), so the runtime and ts-node are looked up from there at call
+ * time. `pulumi destroy` and `refresh` keep working after the project directory has moved or
+ * been installed again elsewhere. The host has no TypeScript loader of its own, hence ts-node
+ * (which Pulumi TypeScript projects carry anyway).
  */
 
-// Resolved when the program runs; captured by value into the serialised providers.
-const runtimeModule = path.join(__dirname, "provider-runtime");
-const tsNodeModule = require.resolve("ts-node");
+/** The runtime module's path below the project root (where Pulumi.yaml is). */
+const runtimeInProject = "components/mirror/provider-runtime";
 
 type Runtime = typeof import("./provider-runtime");
 
 function loadRuntime(): Runtime {
-  if (!require.extensions[".ts"]) {
+  // Serialised by value into each provider: only built-in modules and plain strings inside.
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodePath = require("node:path") as typeof import("node:path");
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeFs = require("node:fs") as typeof import("node:fs");
+  const start = process.cwd();
+  let root = start;
+  for (;;) {
+    const candidate = nodePath.join(root, runtimeInProject);
+    if (nodeFs.existsSync(`${candidate}.ts`) || nodeFs.existsSync(`${candidate}.js`)) break;
+    const parent = nodePath.dirname(root);
+    if (parent === root) {
+      throw new Error(
+        `the mirror's provider runtime (${runtimeInProject}) is not in ${start} or a directory above it: run pulumi from the airgap-conformance project`,
+      );
+    }
+    root = parent;
+  }
+  const runtimeModule = nodePath.join(root, runtimeInProject);
+  if (!nodeFs.existsSync(`${runtimeModule}.js`) && !require.extensions[".ts"]) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    require(tsNodeModule).register({
+    require(require.resolve("ts-node", { paths: [root] })).register({
       transpileOnly: true,
       compilerOptions: { module: "commonjs" },
     });

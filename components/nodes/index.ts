@@ -7,6 +7,7 @@ import {
   renderNodeScript,
 } from "../../core/nodes";
 import {
+  NodeRegistryArgsError,
   type NodeReport,
   type ResolvedNode,
   nodeReport,
@@ -27,6 +28,14 @@ export interface NodeSshAccess {
   readonly privateKey: pulumi.Input<string>;
   /** Run the script with `sudo -n`. Default: true unless the user is root. */
   readonly sudo?: boolean;
+  /**
+   * The node's SSH host key as `ssh-keyscan` prints it after the host name
+   * (`ssh-ed25519 AAAA...`): the connection is refused when the node presents another key.
+   * Required unless `skipHostKeyCheck` is true.
+   */
+  readonly hostKey?: pulumi.Input<string>;
+  /** Connect without checking the host key (a lab, a throwaway cluster). Default false. */
+  readonly skipHostKeyCheck?: boolean;
 }
 
 /** Reach a node with `docker exec` on the machine running Pulumi (kind nodes). */
@@ -88,6 +97,13 @@ export interface NodeRegistryConfigArgs {
   readonly k3s?: { readonly systemDefaultRegistry?: boolean; readonly embeddedRegistry?: boolean };
   /** Where each node keeps backups and its record of changes. Default `/var/lib/airgap-conformance/node-registry`. */
   readonly stateDir?: string;
+}
+
+/** The part of a node's resource name that says how it is reached (`ssh-<host>[-<port>]`, `docker-<container>`). */
+export function nodeResourceKey(access: ResolvedNode["access"]): string {
+  return access.kind === "ssh"
+    ? `ssh-${access.host.replace(/:/g, ".")}${access.port === 22 ? "" : `-${access.port}`}`
+    : `docker-${access.container}`;
 }
 
 /**
@@ -172,16 +188,26 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
     for (const [index, node] of settings.nodes.entries()) {
       const script = scriptFor(node);
       scripts[node.name] = script;
-      const childName = `${name}-${node.name}`;
+      // Keyed by how the node is reached: renaming its entry keeps the resource (an update), where
+      // a new resource would apply first and the old one's delete would then restore the files.
+      // The alias adopts a resource named after the node by an earlier version.
+      const childName = `${name}-${nodeResourceKey(node.access)}`;
       // A node reached differently is another node: delete (restore) there first, then apply.
       // Children do not inherit the component's dependsOn: nodes change only once images are in.
       const childOpts: pulumi.CustomResourceOptions = {
         parent: this,
         deleteBeforeReplace: true,
         dependsOn: opts?.dependsOn,
+        aliases: [{ name: `${name}-${node.name}` }],
       };
       if (node.access.kind === "ssh") {
         const access = args.nodes[index].access as NodeSshAccess;
+        if (access.hostKey === undefined && access.skipHostKeyCheck !== true) {
+          throw new NodeRegistryArgsError(
+            `nodes[${index}].access.hostKey`,
+            `ssh node ${node.name} (${node.access.host}) needs its host key (as ssh-keyscan prints it), or skipHostKeyCheck: true to connect without checking it`,
+          );
+        }
         commands.push(
           new command.remote.Command(
             childName,
@@ -191,10 +217,14 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
                 port: node.access.port,
                 user: node.access.user,
                 privateKey: pulumi.secret(access.privateKey),
+                ...(access.hostKey === undefined ? {} : { hostKey: access.hostKey }),
               },
               create: node.commands.create,
               delete: node.commands.delete,
               stdin: script,
+              // A script carrying the mirror password keeps its stdout out of the engine's log;
+              // stderr (progress and errors) is still shown.
+              logging: password !== undefined && node.plan.secret ? "stderr" : "stdoutAndStderr",
               triggers: [node.access.host, node.access.port, node.access.user],
             },
             childOpts,

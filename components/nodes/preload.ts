@@ -80,6 +80,12 @@ export class NodeImagePreload extends pulumi.ComponentResource {
       );
       const childOpts = { parent: this, dependsOn: opts?.dependsOn, deleteBeforeReplace: true };
       if (node.access.kind === "ssh") {
+        if (node.access.hostKey === undefined && node.access.skipHostKeyCheck !== true) {
+          throw new NodeRegistryArgsError(
+            `nodes[${index}].access.hostKey`,
+            `ssh node ${node.name} (${node.address}) needs its host key (as ssh-keyscan prints it), or skipHostKeyCheck: true to connect without checking it`,
+          );
+        }
         new command.remote.Command(
           `${name}-${node.name}`,
           {
@@ -88,6 +94,7 @@ export class NodeImagePreload extends pulumi.ComponentResource {
               port: node.access.port,
               user: node.access.user ?? "root",
               privateKey: pulumi.secret(node.access.privateKey),
+              ...(node.access.hostKey === undefined ? {} : { hostKey: node.access.hostKey }),
             },
             create: lines.create,
             delete: lines.delete,

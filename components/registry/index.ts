@@ -5,8 +5,8 @@ import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { containerArgsFromSpec } from "./docker-args";
 import { htpasswdLine } from "./htpasswd";
-import { dockerLoadEnvironment, dockerLoadScript } from "./image-load";
-import { assertHostPortUsable } from "./port-check";
+import { dockerLoadEnvironment, dockerLoadScript, dockerUnloadScript } from "./image-load";
+import { assertHostPortUsable, stackLabel } from "./port-check";
 import {
   RegistryArgsError,
   type RegistrySettings,
@@ -62,6 +62,9 @@ export interface RegistryContainerArgs {
   /** Check at preview that hostPort is free on the local engine. Default true without dockerHost. */
   readonly checkHostPort?: boolean;
 }
+
+/** Container label holding the sha256 of the image tar the container's image was loaded from. */
+export const imageTarLabel = "airgap-conformance.image-tar-sha256";
 
 function readArgFile(arg: string, file: string): string {
   try {
@@ -148,15 +151,16 @@ export class RegistryContainer extends pulumi.ComponentResource {
           `${name}-load-image`,
           {
             create: dockerLoadScript,
+            delete: dockerUnloadScript,
             environment: dockerLoadEnvironment({
               imageTar: args.imageTar,
               image: settings.image,
               dockerHost: args.dockerHost,
             }),
-            // A different tar (by content) loads again.
+            // A different tar (by content) loads again, after the old image is removed.
             triggers: [imageTarHash],
           },
-          { parent: this },
+          { parent: this, deleteBeforeReplace: true },
         ),
       );
     }
@@ -182,6 +186,20 @@ export class RegistryContainer extends pulumi.ComponentResource {
     });
 
     const containerArgs = containerArgsFromSpec(spec);
+    const stack = `${pulumi.getProject()}/${pulumi.getStack()}`;
+    // The stack label lets the port check tell this stack's container (under any name) from
+    // others. The container names the image by tag: a new tar under the same tag must still
+    // replace it, hence the tar's hash (labels are replace-on-change).
+    containerArgs.labels = [
+      { label: stackLabel, value: stack },
+      ...(imageTarHash === undefined ? [] : [{ label: imageTarLabel, value: imageTarHash }]),
+    ];
+    const secretSettings = Object.keys(settings.extraSettings).length > 0;
+    if (secretSettings) {
+      // registryExtraSettings may hold secrets (e.g. a storage driver's keys): the environment
+      // they travel in stays a secret in state and previews.
+      containerArgs.envs = pulumi.secret(spec.env);
+    }
     if (!args.dockerHost && args.checkHostPort !== false) {
       // Fail at preview, before anything is created, when another process holds the port.
       const portUsable = pulumi.output(
@@ -189,6 +207,7 @@ export class RegistryContainer extends pulumi.ComponentResource {
           hostPort: settings.hostPort,
           bindAddress: settings.bindAddress,
           containerName: settings.containerName,
+          stack,
         }).then(() => true),
       );
       containerArgs.image = portUsable.apply(() => spec.image);
@@ -199,6 +218,7 @@ export class RegistryContainer extends pulumi.ComponentResource {
       dependsOn: dependencies,
       // The fixed name and host port cannot be held by two containers at once.
       deleteBeforeReplace: true,
+      ...(secretSettings ? { additionalSecretOutputs: ["envs"] } : {}),
     });
 
     this.settings = settings;

@@ -13,14 +13,20 @@ export function portConflict(args: {
   hostPort: number;
   bindAddress: string;
   containerName: string;
+  /** This stack's identity (the stack label its registry container carries). */
+  stack?: string;
   probe: PortProbe;
-  publishers: string[];
+  publishers: PortPublisher[];
 }): string | undefined {
-  const others = args.publishers.filter((name) => name !== args.containerName);
+  // Our own container, also under its previous name (a rename replaces it, deleting it first).
+  const ours = (publisher: PortPublisher) =>
+    publisher.name === args.containerName ||
+    (args.stack !== undefined && publisher.stack === args.stack);
+  const others = args.publishers.filter((publisher) => !ours(publisher));
   if (others.length > 0) {
-    return `port ${args.hostPort} is already published by container ${others.join(", ")}; choose another hostPort or remove that container`;
+    return `port ${args.hostPort} is already published by container ${others.map((publisher) => publisher.name).join(", ")}; choose another hostPort or remove that container`;
   }
-  if (args.publishers.includes(args.containerName)) return undefined;
+  if (args.publishers.length > 0) return undefined;
   if (args.probe === "in-use") {
     return `port ${args.hostPort} on ${args.bindAddress} is taken by a process on this host; choose another hostPort`;
   }
@@ -45,12 +51,27 @@ export function probeHostPort(bindAddress: string, hostPort: number): Promise<Po
   });
 }
 
-/** Names of running containers that publish `hostPort` on the local engine. */
-export function containersPublishing(hostPort: number): Promise<string[]> {
+/** Container label naming the stack (`<project>/<stack>`) a registry container belongs to. */
+export const stackLabel = "airgap-conformance.stack";
+
+/** A running container publishing the port, with the stack label it carries ("" when none). */
+export interface PortPublisher {
+  name: string;
+  stack?: string;
+}
+
+/** Running containers that publish `hostPort` on the local engine. */
+export function containersPublishing(hostPort: number): Promise<PortPublisher[]> {
   return new Promise((resolve, reject) => {
     execFile(
       "docker",
-      ["ps", "--filter", `publish=${hostPort}`, "--format", "{{.Names}}"],
+      [
+        "ps",
+        "--filter",
+        `publish=${hostPort}`,
+        "--format",
+        `{{.Names}}\t{{.Label "${stackLabel}"}}`,
+      ],
       (error, stdout, stderr) => {
         if (error) {
           reject(
@@ -63,8 +84,11 @@ export function containersPublishing(hostPort: number): Promise<string[]> {
         resolve(
           stdout
             .split("\n")
-            .map((line) => line.trim())
-            .filter(Boolean),
+            .filter((line) => line.trim())
+            .map((line) => {
+              const [name, stack] = line.split("\t");
+              return stack ? { name: name.trim(), stack: stack.trim() } : { name: name.trim() };
+            }),
         );
       },
     );
@@ -76,6 +100,7 @@ export async function assertHostPortUsable(args: {
   hostPort: number;
   bindAddress: string;
   containerName: string;
+  stack?: string;
 }): Promise<void> {
   const publishers = await containersPublishing(args.hostPort);
   const probe =

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 /**
  * The Kubernetes objects of a run, as plain manifests. The component declares exactly these with
  * @pulumi/kubernetes; the tests validate them against the Kubernetes OpenAPI schema.
@@ -331,4 +332,22 @@ export function conformanceObjects<T>(
     };
   }
   return objects;
+}
+
+/** Hex digits of the pod spec's hash in the pod name. */
+export const POD_SPEC_HASH_LENGTH = 8;
+
+/**
+ * The plan with its pod named after the pod's spec (`e2e-conformance-<runId>-<hash>`). A Pod's
+ * spec cannot be changed in place, so a new focus, skip or image replaces the pod; with
+ * `pulumi.com/skipAwait` the delete returns at once, and a replacement under the same name would
+ * meet the terminating pod (AlreadyExists). A name that changes with the spec never collides.
+ */
+export function withSpecPodName(plan: ConformanceRunPlan): ConformanceRunPlan {
+  const { pod } = conformanceObjects(plan, { repoList: "", dockerConfigJson: "" });
+  const hash = createHash("sha256")
+    .update(JSON.stringify(pod.spec))
+    .digest("hex")
+    .slice(0, POD_SPEC_HASH_LENGTH);
+  return { ...plan, podName: `${plan.podName}-${hash}` };
 }

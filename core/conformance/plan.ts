@@ -305,11 +305,13 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
     );
   }
   const runId = input.runId ?? DEFAULT_RUN_ID;
-  if (!RUN_ID.test(runId) || runId.length > 63 - POD_NAME_PREFIX.length) {
+  // The pod name also carries `-<spec hash>` (objects.ts withSpecPodName).
+  const maxRunId = 63 - POD_NAME_PREFIX.length - 9;
+  if (!RUN_ID.test(runId) || runId.length > maxRunId) {
     throw new ConformanceArgsError(
       "runId",
       `${JSON.stringify(runId)} is not allowed; use lowercase letters, digits and '-' ` +
-        `(at most ${63 - POD_NAME_PREFIX.length} characters), e.g. "2" or "2024-08-20"`,
+        `(at most ${maxRunId} characters), e.g. "2" or "2024-08-20"`,
     );
   }
 

@@ -132,7 +132,7 @@ ensure_dir() {
 stage() {
   base64 -d >"$work/$1" || fail "cannot decode content $1"
   st_sum=$(sha256sum <"$work/$1" | cut -c1-64)
-  if [ "$st_sum" != "$2" ]; then fail "content $1 arrived damaged (sha256 $st_sum, expected $2)"; fi
+  if [ "$st_sum" != "$2" ]; then fail "content $1 arrived damaged (its checksum does not match what was sent)"; fi
 }
 
 # Puts staged content $1 at $2 with mode $3 unless it is there already; $4: what a change needs.
@@ -333,7 +333,7 @@ run_actions() {
 
 verify_file() {
   vf_sum=$(sha256sum <"$1" | cut -c1-64)
-  if [ "$vf_sum" != "$2" ]; then fail "$1 does not hold what was written (sha256 $vf_sum, expected $2)"; fi
+  if [ "$vf_sum" != "$2" ]; then fail "$1 does not hold what was written (its checksum differs: something else changed it)"; fi
 }
 
 verify_containerd_config_path() {

@@ -13,6 +13,7 @@ import {
   type CopyRequest,
 } from "../../components/mirror/actions/skopeo";
 import { planImageCopies } from "../../components/mirror/plan";
+import { htpasswdLine } from "../../components/registry/htpasswd";
 import { mirroredImageProvider } from "../../components/mirror/provider";
 import type {
   MirroredImageInputs,
@@ -394,6 +395,71 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
 
     await callProvider(providerFile, "delete", [created.id, updated.outs]);
     assert.equal(await client.manifestDigest("library/nginx", "1.27-alpine"), undefined);
+    client.close();
+  });
+
+  it("rotates the mirror password: preview sees an update, up stores it without copying, refresh with the registry down records the image as gone", async function () {
+    const nginx = upstreams.images.find((image) => image.repository === "library/nginx")!;
+    const created = await callProvider<{ id: string; outs: MirroredImageOutputs }>(
+      providerFile,
+      "create",
+      [inputs],
+    );
+    const rotated: MirroredImageInputs = { ...inputs, credentials: { toPassword: "rotated-pw" } };
+
+    // Preview: the registry still has the old password and refuses the new one (401).
+    const preview = await callProvider<{ changes: boolean }>(providerFile, "diff", [
+      created.id,
+      created.outs,
+      rotated,
+    ]);
+    assert.deepEqual(preview, { changes: true });
+
+    // Up: the registry container is replaced with the new htpasswd (same storage) first.
+    const container = docker.getContainer(mirror.container.id);
+    await run("docker", ["exec", "-i", mirror.container.id, "sh", "-c", "cat >/auth/htpasswd"], {
+      input: htpasswdLine("mirror", "rotated-pw"),
+    });
+    await container.restart();
+    const client = new RegistryClient({ ...accessOf(mirror), password: "rotated-pw" });
+    for (let attempt = 0; ; attempt++) {
+      const answer = await client.manifestDigest("library/nginx", "1.27-alpine").catch(() => "");
+      if (answer === nginx.digest) break;
+      if (attempt > 60) throw new Error("the registry did not come back with the new password");
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    // The source is unreachable now: any copy would fail, so success proves nothing was copied.
+    const unreachableSource = {
+      ...rotated,
+      request: {
+        ...rotated.request,
+        from: {
+          ...rotated.request.from,
+          access: { host: `127.0.0.1:${await freePort()}`, scheme: "http" as const },
+        },
+      },
+    } as MirroredImageInputs;
+    const updated = await callProvider<{ outs: MirroredImageOutputs }>(providerFile, "update", [
+      created.id,
+      created.outs,
+      unreachableSource,
+    ]);
+    assert.equal(updated.outs.digest, nginx.digest);
+    assert.deepEqual(updated.outs.credentials, { toPassword: "rotated-pw" });
+    const settled = await callProvider<{ changes: boolean }>(providerFile, "diff", [
+      created.id,
+      updated.outs,
+      unreachableSource,
+    ]);
+    assert.deepEqual(settled, { changes: false });
+
+    // Refresh while the registry is down: the image is recorded as gone, nothing throws.
+    await container.stop();
+    const refreshed = await callProvider<{ props: MirroredImageOutputs }>(providerFile, "read", [
+      created.id,
+      updated.outs,
+    ]);
+    assert.equal(refreshed.props.digest, "");
     client.close();
   });
 });

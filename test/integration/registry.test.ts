@@ -4,8 +4,13 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import * as path from "node:path";
 import * as tls from "node:tls";
-import { dockerLoadEnvironment, dockerLoadScript } from "../../components/registry/image-load";
-import { assertHostPortUsable } from "../../components/registry/port-check";
+import {
+  dockerLoadEnvironment,
+  dockerLoadScript,
+  dockerUnloadScript,
+  loadedMarker,
+} from "../../components/registry/image-load";
+import { assertHostPortUsable, stackLabel } from "../../components/registry/port-check";
 import { docker } from "../lab/engine";
 import { run, runShell } from "../lab/exec";
 import { labDir } from "../lab/paths";
@@ -215,6 +220,41 @@ describe("registry image load from a tar (docker load action)", function () {
     assert.ok(inspected.Id.startsWith("sha256:"));
   });
 
+  it("destroy removes the image it loaded, and only that image", async function () {
+    await run("docker", ["rmi", loadedTag], { allowFailure: true });
+    const environment = dockerLoadEnvironment({ imageTar: tarFile, image: loadedTag });
+    const loaded = await runShell(dockerLoadScript, { env: environment });
+    const id = (await docker.getImage(loadedTag).inspect()).Id;
+    assert.equal(loaded.stdout.trim(), `${loadedMarker} ${loadedTag} ${id}`);
+
+    // Loaded again while present (a second up): nothing is recorded, destroy keeps the image.
+    const again = await runShell(dockerLoadScript, { env: environment });
+    assert.equal(again.stdout.trim(), "");
+    await runShell(dockerUnloadScript, {
+      env: { ...environment, PULUMI_COMMAND_STDOUT: again.stdout },
+    });
+    assert.equal((await docker.getImage(loadedTag).inspect()).Id, id);
+
+    // The tag now names another image (a newer tar): destroy leaves it alone.
+    const emptyTar = path.join(path.dirname(tarFile), "empty.tar");
+    await run("tar", ["-cf", emptyTar, "--files-from", "/dev/null"]);
+    await run("docker", ["import", emptyTar, loadedTag]);
+    const retagged = (await docker.getImage(loadedTag).inspect()).Id;
+    assert.notEqual(retagged, id);
+    await runShell(dockerUnloadScript, {
+      env: { ...environment, PULUMI_COMMAND_STDOUT: loaded.stdout },
+    });
+    assert.equal((await docker.getImage(loadedTag).inspect()).Id, retagged);
+    await run("docker", ["rmi", loadedTag]);
+    await runShell(dockerLoadScript, { env: environment });
+
+    // The stack loaded it: destroy removes it.
+    await runShell(dockerUnloadScript, {
+      env: { ...environment, PULUMI_COMMAND_STDOUT: loaded.stdout },
+    });
+    await assert.rejects(docker.getImage(loadedTag).inspect(), /no such image/i);
+  });
+
   it("fails, naming the tar and the image, when the tar lacks the image", async function () {
     const result = await runShell(dockerLoadScript, {
       env: dockerLoadEnvironment({ imageTar: tarFile, image: "registry:does-not-exist" }),
@@ -241,7 +281,10 @@ describe("host port check against the local engine", function () {
   let heldPort: number;
 
   before(async function () {
-    registry = await startLabRegistry({ name: "lab-registry-port" });
+    registry = await startLabRegistry({
+      name: "lab-registry-port",
+      labels: { [stackLabel]: "airgap-conformance/it" },
+    });
     heldPort = await freePort();
     holder = createServer();
     await new Promise<void>((resolve) => holder.listen(heldPort, "127.0.0.1", resolve));
@@ -265,6 +308,24 @@ describe("host port check against the local engine", function () {
       bindAddress: "127.0.0.1",
       containerName: registry.name,
     });
+  });
+
+  it("accepts the port this stack's container publishes under its previous name (a rename)", async function () {
+    await assertHostPortUsable({
+      hostPort: registry.settings.hostPort,
+      bindAddress: "127.0.0.1",
+      containerName: "lab-registry-renamed",
+      stack: "airgap-conformance/it",
+    });
+    await assert.rejects(
+      assertHostPortUsable({
+        hostPort: registry.settings.hostPort,
+        bindAddress: "127.0.0.1",
+        containerName: "lab-registry-renamed",
+        stack: "airgap-conformance/another-stack",
+      }),
+      /hostPort: port \d+ is already published by container lab-registry-port;/,
+    );
   });
 
   it("rejects a port another container publishes, naming it", async function () {

@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { run } from "./exec";
-import { labDir } from "./paths";
+import { labDir, projectRoot } from "./paths";
 
 /**
  * Dynamic providers as the Pulumi engine runs them: serialised by the SDK's closure serializer,
@@ -32,15 +32,24 @@ provider[method](...args).then(
 );
 `;
 
-/** Calls one provider method in a fresh process; rejects with the provider's error message. */
-export async function callProvider<T>(file: string, method: string, args: unknown[]): Promise<T> {
+/**
+ * Calls one provider method in a fresh process; rejects with the provider's error message. Like
+ * the engine, the host runs in the program's working directory (`projectDir`/infra, Pulumi.yaml's
+ * `main`) with the project's own @pulumi/pulumi.
+ */
+export async function callProvider<T>(
+  file: string,
+  method: string,
+  args: unknown[],
+  projectDir = projectRoot,
+): Promise<T> {
   const result = await run(process.execPath, ["-e", hostScript], {
     input: JSON.stringify({ method, args }),
     env: {
       PROVIDER_FILE: file,
-      PULUMI_SDK_DIR: path.dirname(require.resolve("@pulumi/pulumi/package.json")),
+      PULUMI_SDK_DIR: path.join(projectDir, "node_modules", "@pulumi", "pulumi"),
     },
-    cwd: "/",
+    cwd: path.join(projectDir, "infra"),
   });
   const answer = JSON.parse(result.stdout) as { ok: boolean; result?: T; error?: string };
   if (!answer.ok) throw new Error(answer.error);

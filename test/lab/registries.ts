@@ -45,6 +45,8 @@ export interface LabRegistryOptions {
   /** Extra DNS names for the certificate (e.g. the container name on a lab network). */
   extraNames?: string[];
   networks?: string[];
+  /** Container labels (as RegistryContainer adds them, e.g. the stack label). */
+  labels?: Record<string, string>;
 }
 
 export interface LabRegistry {
@@ -104,7 +106,7 @@ export async function startLabRegistry(options: LabRegistryOptions): Promise<Lab
     tlsKeyPem: tls?.keyPem,
     htpasswd: options.auth && htpasswdLine(options.auth.username, options.auth.password),
   });
-  const container = await runContainerSpec(spec);
+  const container = await runContainerSpec(spec, { labels: options.labels });
   let authFile: string | undefined;
   if (options.auth) {
     authFile = path.join(labDir, `run-${process.pid}`, `${options.name}-auth.json`);

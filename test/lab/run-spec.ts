@@ -54,7 +54,7 @@ export interface RunningContainer {
  */
 export async function runContainerSpec(
   spec: RegistryContainerSpec<string>,
-  options: { healthyTimeoutMs?: number } = {},
+  options: { healthyTimeoutMs?: number; labels?: Record<string, string> } = {},
 ): Promise<RunningContainer> {
   for (const mount of spec.mounts) {
     if (mount.type === "volume") {
@@ -73,7 +73,7 @@ export async function runContainerSpec(
     Image: spec.image,
     Env: spec.env,
     ExposedPorts: exposed,
-    Labels: { [labLabel]: labLabelValue },
+    Labels: { ...options.labels, [labLabel]: labLabelValue },
     Healthcheck: {
       Test: spec.healthcheck.tests,
       Interval: durationNanoseconds(spec.healthcheck.interval),

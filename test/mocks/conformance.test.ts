@@ -10,6 +10,7 @@ import {
   conformanceObjects,
   dockerConfigJson,
   planConformanceRun,
+  withSpecPodName,
 } from "../../core/conformance";
 import { renderRepoList } from "../../core/images";
 
@@ -126,17 +127,19 @@ describe("ConformanceRun (mocks)", function () {
     });
 
     it("declares exactly the pod of the pure spec, skipAwait included", function () {
-      const plan = planConformanceRun({
-        kubernetesVersion: "v1.31.4",
-        mirror: { endpoint: "10.0.0.5:5000", authenticated: true },
-        focus: "\\[sig-node\\].*\\[Conformance\\]",
-        parallelism: 2,
-        kubeconfig,
-        context: "lab-admin",
-        resultsDirectory,
-        stack: "test",
-        failOnTestFailures: false,
-      });
+      const plan = withSpecPodName(
+        planConformanceRun({
+          kubernetesVersion: "v1.31.4",
+          mirror: { endpoint: "10.0.0.5:5000", authenticated: true },
+          focus: "\\[sig-node\\].*\\[Conformance\\]",
+          parallelism: 2,
+          kubeconfig,
+          context: "lab-admin",
+          resultsDirectory,
+          stack: "test",
+          failOnTestFailures: false,
+        }),
+      );
       const expected = conformanceObjects(plan, { repoList, dockerConfigJson: "" });
       const pod = byName(resources, "cert-pod");
       assert.deepEqual(pod.inputs.metadata, asSent(expected.pod.metadata));
@@ -235,11 +238,18 @@ describe("ConformanceRun (mocks)", function () {
         "registry.k8s.io/pause:3.10": `sha256:${"1".repeat(64)}`,
       });
       const plan = JSON.parse(environment.CONFORMANCE_PLAN);
-      assert.equal(plan.podName, "e2e-conformance-1");
+      assert.match(plan.podName, /^e2e-conformance-1-[0-9a-f]{8}$/);
       assert.equal(plan.failOnTestFailures, false);
-      assert.equal(environment.CONFORMANCE_NODE, process.execPath);
-      assert.match(environment.CONFORMANCE_ACTION, /components\/conformance\/actions\/main\.ts$/);
-      assert.match(environment.NODE_OPTIONS, /^--require=.*ts-node\/register\/transpile-only/);
+      // Stored in state and run again by destroy: nothing absolute into the project.
+      assert.equal(environment.CONFORMANCE_NODE, "node");
+      assert.equal(environment.CONFORMANCE_ACTION, "./components/conformance/actions/main.ts");
+      assert.equal(environment.NODE_OPTIONS, "--require=ts-node/register/transpile-only");
+      const root = path.resolve(__dirname, "..", "..");
+      for (const command of [preflight, run]) {
+        const stored = JSON.stringify(command.inputs);
+        assert.ok(!stored.includes(path.join(root, "node_modules")), "no path into node_modules");
+        assert.ok(!stored.includes(path.join(root, "components")), "no path into the checkout");
+      }
       const runEnvironment = run.inputs.environment as Record<string, string>;
       assert.equal(runEnvironment.CONFORMANCE_MIRROR_PASSWORD, undefined);
       assert.deepEqual(run.secretPaths, []);
@@ -250,7 +260,7 @@ describe("ConformanceRun (mocks)", function () {
       assert.equal(await valueOf(run.resultsDirectory), path.join(resultsDirectory, "test", "1"));
       assert.equal(await valueOf(run.kubernetesVersion), "v1.31.4");
       assert.equal(await valueOf(run.namespace), "conformance");
-      assert.equal(await valueOf(run.podName), "e2e-conformance-1");
+      assert.match(await valueOf(run.podName), /^e2e-conformance-1-[0-9a-f]{8}$/);
       assert.equal(await valueOf(run.verdict), "unknown");
       assert.deepEqual(await valueOf(run.failedTests), []);
     });
@@ -279,8 +289,14 @@ describe("ConformanceRun (mocks)", function () {
       assert.deepEqual(differing, ["kubernetes:core/v1:Pod"]);
       const podA = byName(first, "rerun-a-pod").inputs.metadata as { name: string };
       const podB = byName(second, "rerun-b-pod").inputs.metadata as { name: string };
-      assert.equal(podA.name, "e2e-conformance-1");
-      assert.equal(podB.name, "e2e-conformance-2");
+      assert.match(podA.name, /^e2e-conformance-1-[0-9a-f]{8}$/);
+      assert.match(podB.name, /^e2e-conformance-2-[0-9a-f]{8}$/);
+      // The run action waits for exactly the pod that was declared.
+      const planA = JSON.parse(
+        (byName(first, "rerun-a-run").inputs.environment as Record<string, string>)
+          .CONFORMANCE_PLAN,
+      );
+      assert.equal(planA.podName, podA.name);
       for (const command of ["preflight", "run"]) {
         const triggersA = byName(first, `rerun-a-${command}`).inputs.triggers as string[];
         const triggersB = byName(second, `rerun-b-${command}`).inputs.triggers as string[];

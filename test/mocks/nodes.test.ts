@@ -14,6 +14,7 @@ const caPem = readFileSync(path.resolve(__dirname, "..", "fixtures", "registry.c
 const privateKey =
   "-----BEGIN OPENSSH PRIVATE KEY-----\nmock-key-never-in-plain-text\n-----END OPENSSH PRIVATE KEY-----\n";
 const password = "mock-mirror-password-never-in-plain-text";
+const hostKey = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMTGdvLmgDPZ/nmBIl3MR5RS9lHoEVuY6hm/arU7AM5U";
 
 const componentType = "airgap:nodes:NodeRegistryConfig";
 const remoteType = "command:remote:Command";
@@ -24,7 +25,12 @@ function sshNode(
   address: string,
   runtime: NodeRegistryNode["runtime"] = "containerd",
 ): NodeRegistryNode {
-  return { name, address, runtime, access: { kind: "ssh", privateKey: pulumi.secret(privateKey) } };
+  return {
+    name,
+    address,
+    runtime,
+    access: { kind: "ssh", privateKey: pulumi.secret(privateKey), hostKey },
+  };
 }
 
 const mirror = { endpoint: "registry.lab:5443", scheme: "https" as const, caCertificate: caPem };
@@ -47,9 +53,19 @@ function children(componentName: string): RecordedResource[] {
   return resourcesOf(componentName).filter((resource) => resource.custom);
 }
 
+/** How each test node is reached: its resource is named after that, not after the node. */
+const resourceKeys: Record<string, string> = {
+  "worker-1": "ssh-10.0.0.11",
+  "worker-2": "ssh-10.0.0.12",
+  "worker-3": "ssh-10.0.0.13",
+  "kind-control-plane": "docker-kind-control-plane",
+  "server-1": "ssh-k3s-1.lab-2222",
+};
+
 /** The child declared for one node (registrations arrive in no fixed order). */
 function child(componentName: string, nodeName: string): RecordedResource {
-  const matches = children(componentName).filter((r) => r.name === `${componentName}-${nodeName}`);
+  const key = resourceKeys[nodeName];
+  const matches = children(componentName).filter((r) => r.name === `${componentName}-${key}`);
   assert.equal(matches.length, 1, `one resource for node ${nodeName}`);
   return matches[0];
 }
@@ -76,12 +92,12 @@ describe("NodeRegistryConfig (mocks)", function () {
       });
     });
 
-    it("declares one child per node, named <component>-<node> and parented to the component", function () {
+    it("declares one child per node, named <component>-<how it is reached> and parented to the component", function () {
       const nodes = children("cluster");
       assert.deepEqual(nodes.map((resource) => [resource.type, resource.name]).sort(), [
-        [localType, "cluster-kind-control-plane"],
-        [remoteType, "cluster-worker-1"],
-        [remoteType, "cluster-worker-2"],
+        [localType, "cluster-docker-kind-control-plane"],
+        [remoteType, "cluster-ssh-10.0.0.11"],
+        [remoteType, "cluster-ssh-10.0.0.12"],
       ]);
       for (const resource of nodes) {
         assert.match(resource.parent, new RegExp(`${componentType}::cluster$`));
@@ -113,6 +129,7 @@ describe("NodeRegistryConfig (mocks)", function () {
       assert.equal(connection.port, 22);
       assert.equal(connection.user, "root");
       assert.equal(connection.privateKey, privateKey);
+      assert.equal(connection.hostKey, hostKey, "the node's host key is checked on connect");
       assert.ok(
         worker1.secretPaths.some((secretPath) => /^connection(\.privateKey)?$/.test(secretPath)),
         `secret paths: ${worker1.secretPaths.join(", ")}`,
@@ -122,6 +139,7 @@ describe("NodeRegistryConfig (mocks)", function () {
         "a script without a password stays readable",
       );
       assert.deepEqual(worker1.inputs.triggers, ["10.0.0.11", 22, "root"]);
+      assert.equal(worker1.inputs.logging, "stdoutAndStderr");
       const kind = child("cluster", "kind-control-plane");
       assert.deepEqual(kind.secretPaths, []);
     });
@@ -189,6 +207,7 @@ describe("NodeRegistryConfig (mocks)", function () {
               user: "admin",
               port: 2222,
               privateKey: pulumi.secret(privateKey),
+              skipHostKeyCheck: true,
             },
           },
         ],
@@ -209,6 +228,14 @@ describe("NodeRegistryConfig (mocks)", function () {
       );
       assert.equal(server.inputs.create, "sudo -n sh -s apply");
       assert.equal((server.inputs.connection as { port: number }).port, 2222);
+      assert.equal(
+        (server.inputs.connection as { hostKey?: string }).hostKey,
+        undefined,
+        "skipHostKeyCheck: no host key is sent",
+      );
+      // The script's stdout stays out of the engine's log; progress and errors still show.
+      assert.equal(server.inputs.logging, "stderr");
+      assert.equal(child("k3s", "server-1").inputs.logging, "stderr");
     });
 
     it("never puts the password in a command line, a trigger or in clear text anywhere", function () {
@@ -247,12 +274,43 @@ describe("NodeRegistryConfig (mocks)", function () {
       const second = byNode(before2, "second");
       const removed = [...first.keys()].filter((node) => !second.has(node));
       const added = [...second.keys()].filter((node) => !first.has(node));
-      assert.deepEqual(removed, ["worker-2"]);
-      assert.deepEqual(added, ["worker-3"]);
+      assert.deepEqual(removed, ["ssh-10.0.0.12"]);
+      assert.deepEqual(added, ["ssh-10.0.0.13"]);
       const kept = [...first.keys()].filter((node) => second.has(node));
-      assert.deepEqual(kept, ["worker-1"]);
-      assert.deepEqual(second.get("worker-1")!.inputs, first.get("worker-1")!.inputs);
-      assert.deepEqual(second.get("worker-1")!.secretPaths, first.get("worker-1")!.secretPaths);
+      assert.deepEqual(kept, ["ssh-10.0.0.11"]);
+      const keptBefore = first.get("ssh-10.0.0.11")!;
+      const keptAfter = second.get("ssh-10.0.0.11")!;
+      assert.deepEqual(keptAfter.inputs, keptBefore.inputs);
+      assert.deepEqual(keptAfter.secretPaths, keptBefore.secretPaths);
+    });
+  });
+
+  describe("renaming a node entry (same host)", function () {
+    let renamedBefore: RecordedResource[];
+    let renamedAfter: RecordedResource[];
+    before(async function () {
+      await declare("rename-a", { nodes: [sshNode("worker-1", "10.0.0.11")], mirror, upstreams });
+      await declare("rename-b", { nodes: [sshNode("cp-1", "10.0.0.11")], mirror, upstreams });
+      renamedBefore = children("rename-a");
+      renamedAfter = children("rename-b");
+    });
+
+    it("keeps the same resource (an update), so no delete restores the node's files afterwards", function () {
+      assert.deepEqual(
+        renamedBefore.map((r) => r.name),
+        ["rename-a-ssh-10.0.0.11"],
+      );
+      assert.deepEqual(
+        renamedAfter.map((r) => r.name),
+        ["rename-b-ssh-10.0.0.11"],
+      );
+      // Only the script changes (it names the node): the command is updated in place.
+      const changed = Object.keys(renamedAfter[0].inputs).filter(
+        (key) =>
+          JSON.stringify(renamedAfter[0].inputs[key]) !==
+          JSON.stringify(renamedBefore[0].inputs[key]),
+      );
+      assert.deepEqual(changed, ["stdin"]);
     });
   });
 
@@ -286,6 +344,20 @@ describe("NodeRegistryConfig (mocks)", function () {
           ],
         },
         /nodes\[0\]\.access\.privateKey: an ssh node needs a private key/,
+      ],
+      [
+        "ssh node without a host key",
+        {
+          nodes: [
+            {
+              name: "n1",
+              address: "10.0.0.1",
+              runtime: "containerd",
+              access: { kind: "ssh", privateKey: "key" },
+            },
+          ],
+        },
+        /nodes\[0\]\.access\.hostKey: ssh node n1 \(10\.0\.0\.1\) needs its host key .*skipHostKeyCheck: true/,
       ],
       [
         "hosts flavour on a non-standard port",

@@ -26,6 +26,30 @@ function useConfig(config: Record<string, string>): void {
 }
 
 describe("the program (mocks)", function () {
+  it("ends on a config error with Pulumi's RunError: the message alone, naming key, value and what is allowed", async function () {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const program = require("../../infra") as () => Promise<unknown>;
+    useConfig({ ...offline, "airgap-conformance:registryHostPort": "50x0" });
+    await assert.rejects(program(), (error: Error) => {
+      assert.ok(pulumi.RunError.isInstance(error), `${error.name}: ${error.message}`);
+      assert.equal(
+        error.message,
+        'config airgap-conformance:registryHostPort: got "50x0"; allowed: an integer',
+      );
+      return true;
+    });
+    // A component's argument error, mapped to its config key, ends the same way.
+    useConfig({ ...offline, "airgap-conformance:kubernetesVersion": "1.31.4" });
+    await assert.rejects(program(), (error: Error) => {
+      assert.ok(pulumi.RunError.isInstance(error), `${error.name}: ${error.message}`);
+      assert.match(
+        error.message,
+        /^config airgap-conformance:registryAdvertisedEndpoint: .*set advertisedEndpoint/,
+      );
+      return true;
+    });
+  });
+
   it("evaluates the dev stack file through the real config code", async function () {
     const { config, secureKeys } = readStackFile(path.join(root, "Pulumi.dev.yaml"));
     assert.deepEqual(secureKeys, []);
@@ -151,9 +175,9 @@ describe("the program (mocks)", function () {
     assert.equal(await valueOf(outputs.registryUrl), "https://10.0.0.5:5000");
     const nodes = registered.filter((r) => r.type === "command:remote:Command");
     assert.deepEqual(nodes.map((node) => node.name).sort(), [
-      "nodes-cp-1",
-      "nodes-worker-1",
-      "nodes-worker-2",
+      "nodes-ssh-10.0.0.11",
+      "nodes-ssh-10.0.0.12",
+      "nodes-ssh-10.0.0.13",
     ]);
     for (const node of nodes) {
       assert.ok(
@@ -161,6 +185,11 @@ describe("the program (mocks)", function () {
         `${node.name}: the SSH connection is secret`,
       );
       assert.ok(!JSON.stringify(node.inputs.create ?? "").includes("stack-key"));
+      assert.match(
+        String((node.inputs.connection as { hostKey?: string }).hostKey),
+        /^ssh-ed25519 AAAAC3NzaC1lZDI1NTE5/,
+        `${node.name}: the host key from nodesSshHostKeys is checked`,
+      );
     }
     // The registry password never sits in a command string, and wherever a resource carries it
     // (the run's environment, the copies' credentials) that property is sent as a secret.
@@ -188,8 +217,8 @@ describe("the program (mocks)", function () {
     const { registered } = await evaluateStack("Pulumi.k3s.yaml");
     const nodes = registered.filter((r) => r.type === "command:remote:Command");
     assert.deepEqual(nodes.map((node) => node.name).sort(), [
-      "nodes-k3s-agent-1",
-      "nodes-k3s-server",
+      "nodes-ssh-10.0.1.21",
+      "nodes-ssh-10.0.1.22",
     ]);
     assert.match(String(nodes[0].inputs.create), /sudo -n/);
     // k3s's system images are mirrored, and the nodes pull them by the mirror's name.
@@ -260,7 +289,7 @@ describe("the program (mocks)", function () {
     useConfig({
       "airgap-conformance:kubernetesVersion": "1.31.4",
       "airgap-conformance:nodesPreload": "true",
-      "airgap-conformance:nodes": JSON.stringify(["ssh://10.0.1.21?runtime=k3s"]),
+      "airgap-conformance:nodes": JSON.stringify(["docker://k3s-server?runtime=k3s"]),
     });
     assert.throws(
       () => loadStackConfig(),
@@ -339,6 +368,11 @@ describe("the program (mocks)", function () {
         "ssh://root@10.0.0.12?runtime=containerd&name=worker-1",
         "ssh://root@10.0.0.14?runtime=containerd&name=worker-3",
       ]),
+      "airgap-conformance:nodesSshHostKeys": JSON.stringify([
+        "10.0.0.11=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmesRW2453+7+sP65+lx6YuLczt1nsV7zMOj8RG+ZWe",
+        "10.0.0.12=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGl4+GoT34I+f9eI9cibDOgALtn3WLMGKTmgAZTXvW9P",
+        "10.0.0.14=ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBxyU3Hdo20hXtH1zjSqu+2X667F6cxBGhUyLlz+kG5S",
+      ]),
       "airgap-conformance:conformanceFocus": "\\[sig-network\\].*\\[Conformance\\]",
     });
     const byName = (list: typeof before.registered) =>
@@ -352,9 +386,9 @@ describe("the program (mocks)", function () {
       .sort();
     assert.deepEqual(added, [
       "images-registry.k8s.io/e2e-test-images/agnhost:2.53",
-      "nodes-worker-3",
+      "nodes-ssh-10.0.0.14",
     ]);
-    assert.deepEqual(removed, ["nodes-worker-2"]);
+    assert.deepEqual(removed, ["nodes-ssh-10.0.0.13"]);
     // The new focus changes the pod (replaced: a new run) and its run command; the new image
     // is one more for preflight to check. Nothing else: registry, other images, other nodes.
     assert.deepEqual(changed, ["conformance-pod", "conformance-preflight", "conformance-run"]);

@@ -4,10 +4,16 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { RegistryContainer, type RegistryContainerArgs } from "../../components/registry";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  RegistryContainer,
+  imageTarLabel,
+  type RegistryContainerArgs,
+} from "../../components/registry";
 import { containerArgsFromSpec } from "../../components/registry/docker-args";
+import { stackLabel } from "../../components/registry/port-check";
 import { htpasswdLine } from "../../components/registry/htpasswd";
-import { dockerLoadScript } from "../../components/registry/image-load";
+import { dockerLoadScript, dockerUnloadScript } from "../../components/registry/image-load";
 import { registryContainerSpec, resolveRegistrySettings } from "../../components/registry/spec";
 
 const fixtures = path.resolve(__dirname, "..", "fixtures");
@@ -56,13 +62,21 @@ describe("RegistryContainer (mocks)", function () {
         htpasswd: htpasswdLine("mirror", password),
       });
       const container = only(resourcesOf("secure"), "docker:index/container:Container");
-      assert.deepEqual(container.inputs, asSent(containerArgsFromSpec(spec)));
+      assert.deepEqual(
+        container.inputs,
+        asSent({
+          ...containerArgsFromSpec(spec),
+          // Which stack the container belongs to: the port check knows it under any name.
+          labels: [{ label: stackLabel, value: `${pulumi.getProject()}/${pulumi.getStack()}` }],
+        }),
+      );
       assert.equal(container.name, "secure-container");
     });
 
-    it("sends the TLS key and the htpasswd file as secrets, everything else in clear", function () {
+    it("sends the TLS key, the htpasswd file and the environment with registryExtraSettings as secrets", function () {
       const container = only(resourcesOf("secure"), "docker:index/container:Container");
-      assert.deepEqual(container.secretPaths, ["uploads[1].content", "uploads[2].content"]);
+      assert.deepEqual(container.secretPaths, ["envs", "uploads[1].content", "uploads[2].content"]);
+      assert.deepEqual(container.additionalSecretOutputs, ["envs"]);
       const uploads = container.inputs.uploads as Array<{ file: string; content: string }>;
       assert.deepEqual(
         uploads.map((upload) => upload.file),
@@ -128,6 +142,39 @@ describe("RegistryContainer (mocks)", function () {
       ]);
       const container = only(resourcesOf("remote"), "docker:index/container:Container");
       assert.ok(container.dependencies.some((urn) => urn.endsWith("::remote-load-image")));
+      // Destroy removes the image it loaded; a new tar removes the old image before loading.
+      assert.equal(load.inputs.delete, dockerUnloadScript);
+      assert.equal(load.deleteBeforeReplace, true);
+    });
+
+    it("labels the container with the tar's hash, so a new tar under the same tag replaces it", async function () {
+      const container = only(resourcesOf("remote"), "docker:index/container:Container");
+      const label = {
+        label: imageTarLabel,
+        value: createHash("sha256").update("pretend image tar").digest("hex"),
+      };
+      const ownStack = { label: stackLabel, value: `${pulumi.getProject()}/${pulumi.getStack()}` };
+      assert.deepEqual(container.inputs.labels, [ownStack, label]);
+      writeFileSync(tarFile, "a newer image tar");
+      const again = new RegistryContainer("newtar", {
+        containerName: "remote",
+        imageTar: tarFile,
+        hostPath: "/srv/registry",
+        bindAddress: "10.0.0.5",
+        dockerHost: "ssh://admin@bastion",
+      });
+      await valueOf(again.containerId);
+      await settle();
+      const replaced = only(resourcesOf("newtar"), "docker:index/container:Container");
+      assert.deepEqual(replaced.inputs.labels, [
+        ownStack,
+        {
+          label: imageTarLabel,
+          value: createHash("sha256").update("a newer image tar").digest("hex"),
+        },
+      ]);
+      // Everything else the same: only the (replace-on-change) label differs.
+      assert.deepEqual({ ...replaced.inputs, labels: [] }, { ...container.inputs, labels: [] });
     });
 
     it("uses its own docker provider for the remote host and a bind mount for hostPath", function () {

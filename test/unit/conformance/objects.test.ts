@@ -3,6 +3,7 @@ import { ConfigMap, Namespace, Pod, Secret, ServiceAccount } from "kubernetes-mo
 import { ClusterRole, ClusterRoleBinding } from "kubernetes-models/rbac.authorization.k8s.io/v1";
 import { parse } from "yaml";
 import {
+  withSpecPodName,
   argumentSeparator,
   conformanceEnvironment,
   conformanceObjects,
@@ -165,6 +166,29 @@ describe("conformance objects", function () {
     assert.equal(authenticated.pod.metadata.name, "e2e-conformance-7");
     assert.equal(authenticated.pullSecret?.type, "kubernetes.io/dockerconfigjson");
     assert.equal(authenticated.pullSecret?.stringData[".dockerconfigjson"], dockerConfig);
+  });
+
+  it("names the pod after its spec: a new focus, skip or image is a new name, the same spec the same", function () {
+    const named = (overrides: Parameters<typeof baseInput>[0]) =>
+      withSpecPodName(planConformanceRun(baseInput(overrides))).podName;
+    const first = named({});
+    assert.match(first, /^e2e-conformance-1-[0-9a-f]{8}$/);
+    assert.equal(named({}), first, "deterministic");
+    const changed = [
+      named({ focus: "\\[sig-network\\].*\\[Conformance\\]" }),
+      named({ skip: "Serial" }),
+      named({ conformanceImage: "registry.k8s.io/conformance:v1.31.5" }),
+      named({ parallelism: 4 }),
+    ];
+    assert.equal(new Set([first, ...changed]).size, 5, changed.join(", "));
+    // The plan's other names are untouched, and the longest run id still gives a valid name.
+    const longest = withSpecPodName(planConformanceRun(baseInput({ runId: "a".repeat(38) })));
+    assert.ok(longest.podName.length <= 63, longest.podName);
+    new Pod(conformanceObjects(longest, { repoList: "" }).pod).validate();
+    assert.throws(
+      () => planConformanceRun(baseInput({ runId: "a".repeat(39) })),
+      /runId: .*at most 38 characters/,
+    );
   });
 
   it("does not set E2E_DRYRUN at all unless dry-running (the go-runner treats any value as true)", function () {

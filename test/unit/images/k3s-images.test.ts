@@ -72,7 +72,7 @@ describe("k3s system images", function () {
       );
       const config = stack({
         [`${project}:${key}`]: "true",
-        [`${project}:nodes`]: JSON.stringify(["ssh://10.0.1.21?runtime=rke2"]),
+        [`${project}:nodes`]: JSON.stringify(["docker://rke2-server?runtime=rke2"]),
       });
       assert.equal(Object.values(config.nodes.k3s).filter(Boolean).length, 1);
     }

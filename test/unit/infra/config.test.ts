@@ -113,3 +113,95 @@ describe("docs/config-reference.md", function () {
     assert.equal(readFileSync(referenceFile, "utf8"), renderConfigReference(loadProjectSchema()));
   });
 });
+
+describe("ssh nodes: host keys and credentials in nodes entries", function () {
+  const hostKey =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMTGdvLmgDPZ/nmBIl3MR5RS9lHoEVuY6hm/arU7AM5U";
+  const build = (raw: Record<string, string>) =>
+    buildStackConfig(
+      readTypedConfig(
+        {
+          "airgap-conformance:registryEnabled": "false",
+          "airgap-conformance:imagesEnabled": "false",
+          "airgap-conformance:conformanceEnabled": "false",
+          ...raw,
+        },
+        schema,
+      ),
+      schema.project,
+    );
+
+  it("gives each ssh node the host key its host is listed with", function () {
+    const config = build({
+      "airgap-conformance:nodes": JSON.stringify([
+        "ssh://root@10.0.0.11:2222?runtime=containerd&name=cp-1",
+        "docker://kind-worker?runtime=containerd",
+      ]),
+      "airgap-conformance:nodesSshHostKeys": JSON.stringify([`10.0.0.11=${hostKey}`]),
+    });
+    assert.deepEqual(config.nodes.list[0].hostKeyCheck, { hostKey });
+    assert.equal(config.nodes.list[1].hostKeyCheck, undefined);
+  });
+
+  it("refuses an ssh node without a host key, naming the key and the way out", function () {
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": JSON.stringify(["ssh://root@10.0.0.11?runtime=containerd"]),
+        }),
+      (error: Error) =>
+        error.message.startsWith("config airgap-conformance:nodesSshHostKeys: ") &&
+        error.message.includes("no host key for ssh node 10.0.0.11") &&
+        error.message.includes("ssh-keyscan -t ed25519 10.0.0.11") &&
+        error.message.includes("nodesSshHostKeyCheck to false"),
+    );
+  });
+
+  it("connects without host keys only when the stack says so", function () {
+    const config = build({
+      "airgap-conformance:nodes": JSON.stringify(["ssh://root@10.0.0.11?runtime=containerd"]),
+      "airgap-conformance:nodesSshHostKeyCheck": "false",
+    });
+    assert.deepEqual(config.nodes.list[0].hostKeyCheck, { skipHostKeyCheck: true });
+  });
+
+  it("refuses a malformed host key and one for a host that is not a node", function () {
+    const nodes = JSON.stringify(["ssh://root@10.0.0.11?runtime=containerd"]);
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": nodes,
+          "airgap-conformance:nodesSshHostKeys": JSON.stringify(["10.0.0.11=AAAAC3Nza"]),
+        }),
+      /config airgap-conformance:nodesSshHostKeys\[0\]: .*allowed: host=<key type> <base64 key>/,
+    );
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": nodes,
+          "airgap-conformance:nodesSshHostKeys": JSON.stringify([
+            `10.0.0.11=${hostKey}`,
+            `10.0.0.99=${hostKey}`,
+          ]),
+        }),
+      /config airgap-conformance:nodesSshHostKeys\[1\]: got "10\.0\.0\.99"; allowed: the host of an ssh:\/\/ node in nodes \(10\.0\.0\.11\)/,
+    );
+  });
+
+  it("refuses a password in an ssh:// entry without echoing it", function () {
+    assert.throws(
+      () =>
+        build({
+          "airgap-conformance:nodes": JSON.stringify([
+            "ssh://admin:Sup3rSecret@10.0.0.11?runtime=k3s",
+          ]),
+        }),
+      (error: Error) =>
+        error.message.startsWith("config airgap-conformance:nodes[0]: ") &&
+        error.message.includes("ssh://admin:***@10.0.0.11?runtime=k3s") &&
+        error.message.includes("nodesSshPrivateKey") &&
+        !error.message.includes("Sup3rSecret") &&
+        !(error.stack ?? "").includes("Sup3rSecret"),
+    );
+  });
+});

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import fc from "fast-check";
 import {
@@ -94,6 +95,43 @@ describe("node plans and scripts", function () {
     const registries = plan.files.find((file) => file.path.endsWith("registries.yaml"));
     assert.ok(registries?.kind === "file" && registries.mode === "0600" && registries.secret);
     assert.equal(planNodeFiles(inputFor("k3s")).secret, false);
+  });
+
+  it("names a damaged or changed secret file without any digest of its content", function () {
+    const script = renderNodeScript(
+      planNodeFiles({
+        ...inputFor("k3s"),
+        mirror: { ...inputFor("k3s").mirror, auth: { username: "puller", password: "pw-secret" } },
+      }),
+      { nodeName: "k3s-1" },
+    );
+    // The script's own checks, run for real on a file that holds something else.
+    const functions = ["say", "fail", "stage", "verify_file"].map((name) => {
+      const match = script.match(new RegExp(`^${name}\\(\\) \\{(.*\\}$|[\\s\\S]*?^\\}$)`, "m"));
+      assert.ok(match, `the script defines ${name}`);
+      return match[0];
+    });
+    const [registries] = stagedContents(script).filter((c) => c.content.includes("pw-secret"));
+    const changed = `${registries.content}# edited\n`;
+    const dir = mkdtempSync(path.join(os.tmpdir(), "airgap-script-"));
+    writeFileSync(path.join(dir, "registries.yaml"), changed);
+    writeFileSync(path.join(dir, "sent.b64"), Buffer.from(changed).toString("base64"));
+    for (const [call, expected] of [
+      [
+        'verify_file "$dir/registries.yaml" "$sum"',
+        /registries\.yaml does not hold what was written/,
+      ],
+      ['work=$dir; stage staged "$sum" <"$dir/sent.b64"', /content staged arrived damaged/],
+    ] as const) {
+      const result = spawnSync("/bin/sh", ["-c", `${functions.join("\n")}\nnode=k3s-1\n${call}`], {
+        encoding: "utf8",
+        env: { dir, sum: registries.sha, PATH: process.env.PATH },
+      });
+      assert.notEqual(result.status, 0);
+      assert.match(result.stderr, expected);
+      assert.ok(!/[0-9a-f]{64}/.test(result.stderr), `no digest in: ${result.stderr}`);
+    }
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it("golden script for a containerd node", function () {

@@ -181,11 +181,37 @@ describe("host port decision", function () {
   const base = { hostPort: 5000, bindAddress: "0.0.0.0", containerName: "reg" };
   it("allows a free port and our own container's port", function () {
     assert.equal(portConflict({ ...base, probe: "free", publishers: [] }), undefined);
-    assert.equal(portConflict({ ...base, probe: "in-use", publishers: ["reg"] }), undefined);
+    assert.equal(
+      portConflict({ ...base, probe: "in-use", publishers: [{ name: "reg" }] }),
+      undefined,
+    );
+  });
+  it("knows this stack's container under its previous name (a rename replaces it)", function () {
+    const renamed = { ...base, containerName: "reg-new", stack: "airgap-conformance/lab" };
+    assert.equal(
+      portConflict({
+        ...renamed,
+        probe: "in-use",
+        publishers: [{ name: "reg", stack: "airgap-conformance/lab" }],
+      }),
+      undefined,
+    );
+    assert.match(
+      portConflict({
+        ...renamed,
+        probe: "in-use",
+        publishers: [{ name: "reg", stack: "airgap-conformance/other" }],
+      })!,
+      /published by container reg;/,
+    );
+    assert.match(
+      portConflict({ ...renamed, probe: "in-use", publishers: [{ name: "reg" }] })!,
+      /published by container reg;/,
+    );
   });
   it("names another container, a host process, or a foreign address", function () {
     assert.match(
-      portConflict({ ...base, probe: "in-use", publishers: ["web"] })!,
+      portConflict({ ...base, probe: "in-use", publishers: [{ name: "web" }] })!,
       /published by container web/,
     );
     assert.match(

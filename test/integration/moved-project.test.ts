@@ -1,0 +1,167 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
+import {
+  actionScript,
+  formatReportLine,
+  planConformanceRun,
+  planJson,
+  type RunReport,
+} from "../../core/conformance";
+import { lockFileName } from "../../components/mirror/actions/archive";
+import type { MirroredImageOutputs } from "../../components/mirror/provider-runtime";
+import { callProvider } from "../lab/dynamic-provider";
+import { run, runShell } from "../lab/exec";
+import { labDir, projectRoot } from "../lab/paths";
+
+/**
+ * What Pulumi keeps in state for later (the serialised dynamic providers, the conformance
+ * commands' environment) is produced in one project directory, the directory is moved, and
+ * destroy/refresh calls are made from the new place exactly as the engine makes them: in the
+ * program's working directory (infra/, Pulumi.yaml's `main`), with the old place gone.
+ */
+
+// Evaluated in the project's own working directory, as `pulumi up` would: serialises both
+// providers as the SDK does for each resource, and computes the conformance actions' location.
+const serializeScript = `
+const pulumi = require("@pulumi/pulumi");
+const { mirroredImageProvider, archiveLockProvider } = require("../components/mirror/provider");
+const { actionLocation } = require("../components/conformance");
+Promise.all([
+  pulumi.runtime.serializeFunction(() => mirroredImageProvider, { allowSecrets: true }),
+  pulumi.runtime.serializeFunction(() => archiveLockProvider, { allowSecrets: true }),
+]).then(([mirror, lock]) =>
+  process.stdout.write(JSON.stringify({ mirror: mirror.text, lock: lock.text, action: actionLocation() })),
+);
+`;
+
+describe("state written by one project directory, used after the project has moved", function () {
+  const base = path.join(labDir, `run-${process.pid}`, "moved-project");
+  const original = path.join(base, "original", "airgap-conformance");
+  const moved = path.join(base, "after", "airgap-conformance");
+  let stored: {
+    mirror: string;
+    lock: string;
+    action: { nodeBinary: string; actionEntry: string; loader?: string };
+  };
+  const providerFiles = { mirror: path.join(base, "mirror.js"), lock: path.join(base, "lock.js") };
+
+  before(async function () {
+    mkdirSync(path.join(base, "after"), { recursive: true });
+    mkdirSync(original, { recursive: true });
+    // The project as a user has it: its files and an installed node_modules (hard links: fast).
+    const files = execFileSync("git", ["ls-files", "-co", "--exclude-standard"], {
+      cwd: projectRoot,
+      encoding: "utf8",
+    })
+      .split("\n")
+      .filter((file) => file && existsSync(path.join(projectRoot, file)));
+    await run("cp", ["--parents", "-t", original, ...files], { cwd: projectRoot });
+    await run("cp", ["-al", path.join(projectRoot, "node_modules"), original]);
+
+    const serialized = await run(
+      process.execPath,
+      ["--require", "ts-node/register/transpile-only", "-e", serializeScript],
+      { cwd: path.join(original, "infra") },
+    );
+    stored = JSON.parse(serialized.stdout);
+    writeFileSync(providerFiles.mirror, stored.mirror);
+    writeFileSync(providerFiles.lock, stored.lock);
+    renameSync(original, moved);
+    assert.ok(!existsSync(original), "the old project directory is gone");
+  });
+
+  it("stores no path into the project or its node_modules", function () {
+    for (const text of [stored.mirror, stored.lock, JSON.stringify(stored.action)]) {
+      assert.ok(!text.includes(original), "no absolute path into the old project directory");
+      assert.ok(!text.includes(projectRoot), "no absolute path into the checkout");
+    }
+    assert.deepEqual(stored.action, {
+      nodeBinary: "node",
+      actionEntry: "../components/conformance/actions/main.ts",
+      loader: "ts-node/register/transpile-only",
+    });
+  });
+
+  it("refreshes and deletes a mirrored image with the stored provider", async function () {
+    const gone = path.join(base, "no-such-archive");
+    const props: MirroredImageOutputs = {
+      source: "registry.k8s.io/pause:3.10",
+      request: {
+        source: "registry.k8s.io/pause:3.10",
+        from: {
+          transport: "docker",
+          access: { host: "registry.k8s.io", scheme: "https" },
+          repository: "pause",
+          reference: "3.10",
+        },
+        to: { transport: "oci", directory: gone, refName: "registry.k8s.io/pause:3.10" },
+      },
+      mirrorReference: "registry.k8s.io/pause:3.10",
+      retries: 0,
+      deleteOnDestroy: false,
+      credentials: {},
+      digest: `sha256:${"a".repeat(64)}`,
+    };
+    const read = await callProvider<{ id: string; props: MirroredImageOutputs }>(
+      providerFiles.mirror,
+      "read",
+      ["id-1", props],
+      moved,
+    );
+    assert.equal(read.props.digest, "", "refresh records the image as gone");
+    const diff = await callProvider<{ changes: boolean }>(
+      providerFiles.mirror,
+      "diff",
+      ["id-1", props, props],
+      moved,
+    );
+    assert.deepEqual(diff, { changes: true });
+    await callProvider(providerFiles.mirror, "delete", ["id-1", props], moved);
+  });
+
+  it("deletes an archive's lock file with the stored provider", async function () {
+    const archive = path.join(base, "archive");
+    mkdirSync(archive, { recursive: true });
+    writeFileSync(path.join(archive, lockFileName), "{}");
+    await callProvider(
+      providerFiles.lock,
+      "delete",
+      ["lock", { directory: archive, images: [] }],
+      moved,
+    );
+    assert.ok(!existsSync(path.join(archive, lockFileName)), "the lock file is removed");
+  });
+
+  it("runs the conformance cleanup from the stored environment", async function () {
+    const kubectl = path.join(base, "kubectl");
+    const calls = path.join(base, "kubectl-calls");
+    writeFileSync(kubectl, `#!/bin/sh\nprintf '%s\\n' "$*" >>'${calls}'\n`);
+    chmodSync(kubectl, 0o755);
+    const plan = planConformanceRun({
+      kubernetesVersion: "1.31.4",
+      mirror: { endpoint: "10.0.0.5:5000", authenticated: false },
+      kubeconfig: "/dev/null",
+      kubectl,
+      resultsDirectory: path.join(base, "results"),
+      stack: "moved",
+    });
+    const report = { e2eRunId: "0a1b2c3d-0000-4000-8000-000000000001" } as RunReport;
+    const result = await runShell(actionScript("cleanup"), {
+      cwd: path.join(moved, "infra"),
+      env: {
+        CONFORMANCE_NODE: stored.action.nodeBinary,
+        CONFORMANCE_ACTION: stored.action.actionEntry,
+        CONFORMANCE_PLAN: planJson(plan),
+        CONFORMANCE_MIRROR: JSON.stringify({ host: "10.0.0.5:5000", scheme: "https" }),
+        NODE_OPTIONS: `--require=${stored.action.loader}`,
+        PATH: `${path.dirname(process.execPath)}:${process.env.PATH}`,
+        PULUMI_COMMAND_STDOUT: formatReportLine(report),
+      },
+      allowFailure: true,
+    });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(readFileSync(calls, "utf8"), /delete namespaces --selector e2e-run=0a1b2c3d-/);
+  });
+});
