@@ -4,7 +4,7 @@ import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { containerArgsFromSpec } from "./docker-args";
-import { htpasswdLine } from "./htpasswd";
+import { HtpasswdEntry } from "./htpasswd-entry";
 import { dockerLoadEnvironment, dockerLoadScript, dockerUnloadScript } from "./image-load";
 import { assertHostPortUsable, stackLabel } from "./port-check";
 import {
@@ -181,7 +181,11 @@ export class RegistryContainer extends pulumi.ComponentResource {
         password === undefined || settings.authUsername === undefined
           ? undefined
           : pulumi.secret(
-              pulumi.output(password).apply((pw) => htpasswdLine(settings.authUsername!, pw)),
+              new HtpasswdEntry(
+                `${name}-htpasswd`,
+                { username: settings.authUsername, password },
+                { parent: this },
+              ).line,
             ),
     });
 

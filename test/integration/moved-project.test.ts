@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import * as path from "node:path";
 import {
   actionScript,
@@ -10,6 +18,8 @@ import {
   type RunReport,
 } from "../../core/conformance";
 import { lockFileName } from "../../components/mirror/actions/archive";
+import { htpasswdMatches } from "../../components/registry/htpasswd";
+import type { HtpasswdEntryOutputs } from "../../components/registry/htpasswd-entry";
 import type { MirroredImageOutputs } from "../../components/mirror/provider-runtime";
 import { callProvider } from "../lab/dynamic-provider";
 import { run, runShell } from "../lab/exec";
@@ -27,12 +37,16 @@ import { labDir, projectRoot } from "../lab/paths";
 const serializeScript = `
 const pulumi = require("@pulumi/pulumi");
 const { mirroredImageProvider, archiveLockProvider } = require("../components/mirror/provider");
+const { htpasswdEntryProvider } = require("../components/registry/htpasswd-entry");
 const { actionLocation } = require("../components/conformance");
 Promise.all([
   pulumi.runtime.serializeFunction(() => mirroredImageProvider, { allowSecrets: true }),
   pulumi.runtime.serializeFunction(() => archiveLockProvider, { allowSecrets: true }),
-]).then(([mirror, lock]) =>
-  process.stdout.write(JSON.stringify({ mirror: mirror.text, lock: lock.text, action: actionLocation() })),
+  pulumi.runtime.serializeFunction(() => htpasswdEntryProvider, { allowSecrets: true }),
+]).then(([mirror, lock, htpasswd]) =>
+  process.stdout.write(
+    JSON.stringify({ mirror: mirror.text, lock: lock.text, htpasswd: htpasswd.text, action: actionLocation() }),
+  ),
 );
 `;
 
@@ -43,9 +57,14 @@ describe("state written by one project directory, used after the project has mov
   let stored: {
     mirror: string;
     lock: string;
+    htpasswd: string;
     action: { nodeBinary: string; actionEntry: string; loader?: string };
   };
-  const providerFiles = { mirror: path.join(base, "mirror.js"), lock: path.join(base, "lock.js") };
+  const providerFiles = {
+    mirror: path.join(base, "mirror.js"),
+    lock: path.join(base, "lock.js"),
+    htpasswd: path.join(base, "htpasswd.js"),
+  };
 
   before(async function () {
     mkdirSync(path.join(base, "after"), { recursive: true });
@@ -68,12 +87,19 @@ describe("state written by one project directory, used after the project has mov
     stored = JSON.parse(serialized.stdout);
     writeFileSync(providerFiles.mirror, stored.mirror);
     writeFileSync(providerFiles.lock, stored.lock);
+    writeFileSync(providerFiles.htpasswd, stored.htpasswd);
     renameSync(original, moved);
     assert.ok(!existsSync(original), "the old project directory is gone");
   });
+  after(() => rmSync(base, { recursive: true, force: true }));
 
   it("stores no path into the project or its node_modules", function () {
-    for (const text of [stored.mirror, stored.lock, JSON.stringify(stored.action)]) {
+    for (const text of [
+      stored.mirror,
+      stored.lock,
+      stored.htpasswd,
+      JSON.stringify(stored.action),
+    ]) {
       assert.ok(!text.includes(original), "no absolute path into the old project directory");
       assert.ok(!text.includes(projectRoot), "no absolute path into the checkout");
     }
@@ -132,6 +158,38 @@ describe("state written by one project directory, used after the project has mov
       moved,
     );
     assert.ok(!existsSync(path.join(archive, lockFileName)), "the lock file is removed");
+  });
+
+  it("keeps the registry's htpasswd line (random salt) until the password changes", async function () {
+    const credentials = { username: "mirror", password: "first-pw" };
+    const created = await callProvider<{ id: string; outs: HtpasswdEntryOutputs }>(
+      providerFiles.htpasswd,
+      "create",
+      [credentials],
+      moved,
+    );
+    assert.ok(htpasswdMatches(created.outs.line, "mirror", "first-pw"));
+    const again = await callProvider<{ changes: boolean }>(
+      providerFiles.htpasswd,
+      "diff",
+      [created.id, created.outs, credentials],
+      moved,
+    );
+    assert.deepEqual(again, { changes: false }, "a second up keeps the line (and the container)");
+    const rotated = await callProvider<{ changes: boolean }>(
+      providerFiles.htpasswd,
+      "diff",
+      [created.id, created.outs, { ...credentials, password: "second-pw" }],
+      moved,
+    );
+    assert.deepEqual(rotated, { changes: true });
+    const updated = await callProvider<{ outs: HtpasswdEntryOutputs }>(
+      providerFiles.htpasswd,
+      "update",
+      [created.id, created.outs, { ...credentials, password: "second-pw" }],
+      moved,
+    );
+    assert.ok(htpasswdMatches(updated.outs.line, "mirror", "second-pw"));
   });
 
   it("runs the conformance cleanup from the stored environment", async function () {

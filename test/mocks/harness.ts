@@ -3,6 +3,7 @@ import * as pulumi from "@pulumi/pulumi";
 // The mock monitor is an SDK internal; wrapping it lets the tests see the serialized request,
 // which is the only place a secret is still marked as secret.
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
+import { htpasswdLine } from "../../components/registry/htpasswd";
 
 /** Pulumi's marker for a secret value in serialized properties. */
 const secretSignature = "1b47061264138c4ac30d75fd1eb44270";
@@ -84,10 +85,20 @@ export function fakeDigest(source: string): string {
   return `sha256:${createHash("sha256").update(source).digest("hex")}`;
 }
 
+const htpasswdLines = new Map<string, string>();
+
 /** Outputs a provider would compute, so `.apply` fires under mocks (pulumi/pulumi#2785). */
 function computedState(args: pulumi.runtime.MockResourceArgs): Record<string, unknown> {
   if (args.type === "docker:index/container:Container") {
     return { name: args.inputs.name, exitCode: 0 };
+  }
+  if (args.type === "pulumi-nodejs:dynamic/registry:HtpasswdEntry") {
+    // Drawn once per resource and credentials, as the provider keeps it in state.
+    const inputs = unwrapSecrets(args.inputs) as { username: string; password: string };
+    const key = JSON.stringify([args.name, inputs.username, inputs.password]);
+    if (!htpasswdLines.has(key))
+      htpasswdLines.set(key, htpasswdLine(inputs.username, inputs.password));
+    return { line: htpasswdLines.get(key) };
   }
   if (args.type === "pulumi-nodejs:dynamic/mirror:MirroredImage") {
     // A stable fake digest per image, as the copy would report it.

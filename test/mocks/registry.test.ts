@@ -12,7 +12,7 @@ import {
 } from "../../components/registry";
 import { containerArgsFromSpec } from "../../components/registry/docker-args";
 import { stackLabel } from "../../components/registry/port-check";
-import { htpasswdLine } from "../../components/registry/htpasswd";
+import { htpasswdMatches } from "../../components/registry/htpasswd";
 import { dockerLoadScript, dockerUnloadScript } from "../../components/registry/image-load";
 import { registryContainerSpec, resolveRegistrySettings } from "../../components/registry/spec";
 
@@ -59,13 +59,22 @@ describe("RegistryContainer (mocks)", function () {
       });
       const spec = registryContainerSpec<string>(settings, {
         tlsKeyPem: readFileSync(keyFile, "utf8"),
-        htpasswd: htpasswdLine("mirror", password),
+        htpasswd: "set below",
       });
       const container = only(resourcesOf("secure"), "docker:index/container:Container");
+      // The htpasswd line is salted at random (HtpasswdEntry): it must verify the password.
+      const uploads = container.inputs.uploads as Array<{ file: string; content: string }>;
+      const htpasswd = uploads.find((upload) => upload.file === "/auth/htpasswd")!;
+      assert.ok(htpasswdMatches(htpasswd.content, "mirror", password));
+      const expected = containerArgsFromSpec(spec);
+      expected.uploads = (spec.uploads ?? []).map((upload) => ({
+        ...upload,
+        content: upload.file === "/auth/htpasswd" ? htpasswd.content : upload.content,
+      }));
       assert.deepEqual(
         container.inputs,
         asSent({
-          ...containerArgsFromSpec(spec),
+          ...expected,
           // Which stack the container belongs to: the port check knows it under any name.
           labels: [{ label: stackLabel, value: `${pulumi.getProject()}/${pulumi.getStack()}` }],
         }),
@@ -85,8 +94,14 @@ describe("RegistryContainer (mocks)", function () {
       assert.match(uploads[2].content, /^mirror:\$2b\$10\$/);
     });
 
-    it("never sends the password itself to any resource", function () {
-      assert.ok(!JSON.stringify(recorded).includes(password));
+    it("sends the password only to the htpasswd entry, as a secret that stays one", function () {
+      const holders = recorded.filter((resource) => JSON.stringify(resource).includes(password));
+      assert.deepEqual(
+        holders.map((resource) => [resource.type, resource.name]),
+        [["pulumi-nodejs:dynamic/registry:HtpasswdEntry", "secure-htpasswd"]],
+      );
+      assert.deepEqual(holders[0].secretPaths, ["password"]);
+      assert.deepEqual(holders[0].additionalSecretOutputs, ["password", "line"]);
     });
 
     it("parents its children and replaces the container by deleting it first", function () {
@@ -94,6 +109,7 @@ describe("RegistryContainer (mocks)", function () {
       assert.deepEqual(children.map((child) => child.type).sort(), [
         "docker:index/container:Container",
         "docker:index/volume:Volume",
+        "pulumi-nodejs:dynamic/registry:HtpasswdEntry",
       ]);
       for (const child of children)
         assert.match(child.parent, /airgap:registry:RegistryContainer::secure$/);
