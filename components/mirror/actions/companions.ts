@@ -33,6 +33,11 @@ export function companionTags(digest: string): { tag: string; kind: CompanionKin
   ];
 }
 
+/** Whether a tag is one of those companion tags (so the image is itself a companion). Pure. */
+export function isCompanionTag(reference: string): boolean {
+  return /^sha256-[0-9a-f]{64}(\.sig|\.att|\.sbom)?$/.test(reference);
+}
+
 /** The image's name without tag or digest: where its companions live. Pure. */
 export function repositoryName(canonical: string): string {
   const withoutDigest = canonical.split("@")[0];

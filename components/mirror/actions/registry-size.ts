@@ -5,7 +5,7 @@ import {
   type ManifestDocument,
   type SizeReport,
 } from "./archive-size";
-import { droppedCompanions, findCompanions, type Companion } from "./companions";
+import { droppedCompanions, findCompanions, isCompanionTag, type Companion } from "./companions";
 import { mapWithConcurrency, RegistryClient, type RegistryAccess } from "./registry-client";
 
 /**
@@ -73,9 +73,12 @@ export async function measureRegistryImages(
         };
         // Read (and cache) everything now, so one image's failure stays with that image.
         await measureImages([{ image: image.image, descriptor, readManifest }]);
-        companions.push(
-          ...(await findCompanions(client, image.image, image.repository, descriptor.digest)),
-        );
+        // A signature or attestation in the set is carried as it is; it has no companions of its own.
+        if (!isCompanionTag(image.reference)) {
+          companions.push(
+            ...(await findCompanions(client, image.image, image.repository, descriptor.digest)),
+          );
+        }
         return { image: image.image, descriptor, readManifest };
       } catch (error) {
         unmeasured.push({ image: image.image, reason: (error as Error).message });
@@ -85,13 +88,15 @@ export async function measureRegistryImages(
     const measured = tops.filter((entry) => entry !== undefined);
     const report = await measureImages(measured);
     unmeasured.sort((a, b) => (a.image < b.image ? -1 : 1));
-    companions.sort((a, b) => (a.reference < b.reference ? -1 : 1));
+    // Two names of one image (a tag and its digest) share their companions: list each once.
+    const unique = [...new Map(companions.map((c) => [`${c.kind} ${c.reference}`, c])).values()];
+    unique.sort((a, b) => (a.reference < b.reference ? -1 : 1));
     const names = new Set(images.map((image) => image.image));
     return {
       ...report,
       unmeasured,
-      companions,
-      droppedCompanions: droppedCompanions(companions, names),
+      companions: unique,
+      droppedCompanions: droppedCompanions(unique, names),
     };
   } finally {
     for (const client of clients.values()) client.close();

@@ -3,6 +3,7 @@ import {
   companionTags,
   droppedCompanions,
   findCompanions,
+  isCompanionTag,
   repositoryName,
 } from "../../../components/mirror/actions/companions";
 import {
@@ -35,6 +36,10 @@ describe("signatures and attestations beside images", function () {
       { tag: `sha256-${"ab".repeat(32)}.sbom`, kind: "sbom" },
       { tag: `sha256-${"ab".repeat(32)}`, kind: "referrers" },
     ]);
+    assert.ok(isCompanionTag(`sha256-${"ab".repeat(32)}.sig`));
+    assert.ok(isCompanionTag(`sha256-${"ab".repeat(32)}`));
+    assert.ok(!isCompanionTag("3.10"));
+    assert.ok(!isCompanionTag(`sha256-${"ab".repeat(32)}.sig.bak`));
     assert.equal(repositoryName("registry.k8s.io/pause:3.10"), "registry.k8s.io/pause");
     assert.equal(repositoryName("localhost:5000/a/b@sha256:00"), "localhost:5000/a/b");
     assert.equal(repositoryName("localhost:5000/a/b"), "localhost:5000/a/b");
