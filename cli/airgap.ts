@@ -4,6 +4,8 @@
  *   npm run cli -- images  --stack dev            the images the stack mirrors, and why
  *   npm run cli -- mapping --stack dev            source -> mirror reference
  *   npm run cli -- render  --stack dev --out DIR  repo list, mapping and lists for review
+ *   npm run cli -- images  --conformance-image docker://registry.k8s.io/conformance:v1.33.4
+ *                          the image set that conformance image's own e2e.test lists
  *
  * `--stack NAME` reads Pulumi.NAME.yaml next to Pulumi.yaml; `--file PATH` reads any stack file.
  */
@@ -28,6 +30,8 @@ import {
 import { measureRegistryImages } from "../components/mirror/actions/registry-size";
 import { planImageCopies } from "../components/mirror/plan";
 import { registryImagesForStack } from "../infra/archive-size";
+import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/actions/e2e-images";
+import { parseTransportReference } from "../core/images/e2e-images";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
 import {
@@ -48,13 +52,16 @@ import { imageSetForStack, upstreamsForStack } from "../infra/images";
 import { loadProjectSchema, projectFile } from "../infra/schema";
 import { readStackFile } from "../infra/stack-file";
 
-const usage = `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]
-       airgap size (--stack NAME | --file PATH) [--json]
-       airgap archive-size ARCHIVE_DIR [--json]
-       airgap archive-split ARCHIVE_DIR --max-part-size SIZE --out PARTS_DIR
-       airgap archive-join PARTS_DIR --out ARCHIVE_DIR
-       airgap archive-diff ARCHIVE_DIR --against OTHER_SIDE_LOCK --out DIFF_DIR
-       airgap archive-apply DIFF_DIR --onto ARCHIVE_DIR`;
+const usage = [
+  `usage: airgap <images|mapping|render> (--stack NAME | --file PATH) [--out DIR] [--json]`,
+  `       airgap images --conformance-image (docker://IMAGE | oci:DIR:TAG) [--insecure] [--platform OS/ARCH] [--cache-dir DIR]`,
+  `       airgap size (--stack NAME | --file PATH) [--json]`,
+  `       airgap archive-size ARCHIVE_DIR [--json]`,
+  `       airgap archive-split ARCHIVE_DIR --max-part-size SIZE --out PARTS_DIR`,
+  `       airgap archive-join PARTS_DIR --out ARCHIVE_DIR`,
+  `       airgap archive-diff ARCHIVE_DIR --against OTHER_SIDE_LOCK --out DIFF_DIR`,
+  `       airgap archive-apply DIFF_DIR --onto ARCHIVE_DIR`,
+].join("\n");
 
 export interface CliResult {
   code: number;
@@ -258,6 +265,51 @@ export function runCli(argv: string[]): CliResult {
 }
 
 /**
+ * `images --conformance-image REF`: the image set the conformance image's own e2e.test lists,
+ * normalised, one per line; nothing from a shipped list. Reads the image (skopeo) and runs
+ * e2e.test on this machine; the list is cached by the image's digest.
+ */
+export async function runConformanceImageCli(argv: string[]): Promise<CliResult> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        "conformance-image": { type: "string" },
+        insecure: { type: "boolean" },
+        platform: { type: "string" },
+        "cache-dir": { type: "string" },
+      },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${usage}\n` };
+  }
+  const reference = parsed.values["conformance-image"];
+  if (parsed.positionals.join(" ") !== "images" || reference === undefined) {
+    return { code: 2, stdout: "", stderr: `${usage}\n` };
+  }
+  try {
+    const transport = parseTransportReference(reference);
+    const derived = await deriveE2eImages(transport, {
+      cacheDirectory: parsed.values["cache-dir"] ?? defaultE2eImagesCache(),
+      platform: parsed.values.platform,
+      access:
+        transport.transport === "docker" && parsed.values.insecure
+          ? { host: transport.reference.registry, scheme: "https", insecureSkipVerify: true }
+          : undefined,
+    });
+    return {
+      code: 0,
+      stdout: `${derived.images.join("\n")}\n`,
+      stderr: `# ${derived.images.length} images from e2e.test of ${reference} (${derived.digest}, ${derived.platform}${derived.cached ? ", cached" : ""})\n`,
+    };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${(error as Error).message}\n` };
+  }
+}
+
+/**
  * The archive commands: the size report of an archive; cutting it into parts of at most a size
  * (the report is printed first, before any part is written); joining parts back with every
  * part and image checked.
@@ -388,14 +440,16 @@ export async function runSizeCli(argv: string[]): Promise<CliResult> {
 
 if (require.main === module) {
   const argv = process.argv.slice(2);
-  void (async () => {
-    const result = argv[0]?.startsWith("archive-")
-      ? await runArchiveCli(argv)
-      : argv[0] === "size"
-        ? await runSizeCli(argv.slice(1))
-        : runCli(argv);
+  const pending = argv[0]?.startsWith("archive-")
+    ? runArchiveCli(argv)
+    : argv[0] === "size"
+      ? runSizeCli(argv.slice(1))
+      : argv.some((arg) => arg.startsWith("--conformance-image"))
+        ? runConformanceImageCli(argv)
+        : Promise.resolve(runCli(argv));
+  void pending.then((result) => {
     process.stdout.write(result.stdout);
     process.stderr.write(result.stderr);
     process.exitCode = result.code;
-  })();
+  });
 }

@@ -70,6 +70,7 @@ export interface StackConfig {
     ginkgoArgs: string[];
     resultsDirectory: string;
     failOnTestFailures: boolean;
+    failOnNoTests: boolean;
     timeoutMinutes: number;
     startupTimeoutMinutes: number;
   };
@@ -541,6 +542,7 @@ function buildConformanceConfig(
     ginkgoArgs: values.conformanceGinkgoArgs as string[],
     resultsDirectory: values.conformanceResultsDirectory as string,
     failOnTestFailures: values.conformanceFailOnTestFailures as boolean,
+    failOnNoTests: values.conformanceFailOnNoTests as boolean,
     timeoutMinutes: atLeast("conformanceTimeoutMinutes", 1),
     startupTimeoutMinutes: atLeast("conformanceStartupTimeoutMinutes", 1),
   };
@@ -757,6 +759,7 @@ export const conformanceArgConfigKeys: Record<string, string> = {
   ginkgoArgs: "conformanceGinkgoArgs",
   resultsDirectory: "conformanceResultsDirectory",
   failOnTestFailures: "conformanceFailOnTestFailures",
+  failOnNoTests: "conformanceFailOnNoTests",
   timeoutMinutes: "conformanceTimeoutMinutes",
   startupTimeoutMinutes: "conformanceStartupTimeoutMinutes",
   conformanceImage: "imagesConformanceImage",

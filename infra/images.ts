@@ -6,18 +6,21 @@ import { InvalidKubernetesVersionError } from "../core/images/kubernetes-version
 import { k3sSystemImageList } from "../core/images/k3s-images";
 import { planMirrorMapping } from "../core/images/mapping";
 import { ConfigError, type StackConfig } from "./config";
+import type { StackE2eImages } from "./e2e-images";
 
 /** Reads a list file named by config; the error names the key, the index and the path. */
 export type ListFileReader = (path: string) => string;
 
 /**
- * The stack's image set: the catalog for its Kubernetes version, the conformance and results
- * images, extra images and list files. Errors name the config key that brought the bad value.
+ * The stack's image set: the suite's own list (read from the conformance image's e2e.test, or
+ * else the shipped catalog for its Kubernetes version), the conformance and results images,
+ * extra images and list files. Errors name the config key that brought the bad value.
  */
 export function imageSetForStack(
   config: StackConfig,
   project: string,
   readListFile: ListFileReader = (path) => readFileSync(path, "utf8"),
+  e2eImages: StackE2eImages = { kind: "off" },
 ): ImageSet {
   const key = (name: string) => `${project}:${name}`;
   const listFiles = config.images.listFiles.map((file, index) => {
@@ -52,6 +55,12 @@ export function imageSetForStack(
       throw error;
     }
   }
+  if (e2eImages.kind === "derived") {
+    listFiles.push({
+      name: `${e2eImages.conformanceImage} e2e.test --list-images`,
+      text: e2eImages.images.join("\n"),
+    });
+  }
   try {
     return assembleImageSet({
       kubernetesVersion: config.kubernetesVersion,
@@ -60,7 +69,7 @@ export function imageSetForStack(
       extraImages: config.images.extra,
       extraImagesSource: key("imagesExtra"),
       listFiles,
-      includeCatalog: config.images.includeCatalog,
+      includeCatalog: config.images.includeCatalog && e2eImages.kind !== "derived",
     });
   } catch (error) {
     if (error instanceof ImageSetError) {
@@ -93,8 +102,9 @@ export function upstreamsForStack(
   config: StackConfig,
   project: string,
   mirrorHost: string,
+  e2eImages: StackE2eImages = { kind: "off" },
 ): { registry: string; pathPrefix?: string }[] {
-  const imageSet = imageSetForStack(config, project);
+  const imageSet = imageSetForStack(config, project, undefined, e2eImages);
   const mapping = planMirrorMapping(
     imageSet.images.map((image) => image.reference),
     { mirrorHost, upstreamPrefixes: config.mirror.upstreamPrefixes },

@@ -18,6 +18,7 @@ import {
   type StackConfig,
 } from "./config";
 import { archiveSizeAtPreview, type ArchiveSizeSummary } from "./archive-size";
+import { fallbackWarning, type StackE2eImages } from "./e2e-images";
 import { imageSetForStack, upstreamsForStack } from "./images";
 
 /** Stack outputs of the program. */
@@ -43,8 +44,11 @@ export interface ProgramOutputs {
   conformanceSkipped?: pulumi.Output<number>;
   conformanceTotal?: pulumi.Output<number>;
   conformanceFailedTests?: pulumi.Output<string[]>;
+  conformanceFailures?: pulumi.Output<Array<{ name: string; state: string; message: string }>>;
   conformanceResultsDirectory?: pulumi.Output<string>;
   conformanceImage?: pulumi.Output<string>;
+  /** The suite's image list as read from the conformance image's own e2e.test. */
+  e2eImageList?: { conformanceImage: string; digest: string; count: number };
   imageCatalog?: {
     kubernetesVersion: string;
     kind: string;
@@ -147,7 +151,11 @@ function mirrorDestination(
 }
 
 /** Declares the environment for one stack: registry -> mirrored images -> conformance run. */
-export function defineProgram(config: StackConfig, project = pulumi.getProject()): ProgramOutputs {
+export function defineProgram(
+  config: StackConfig,
+  project = pulumi.getProject(),
+  e2eImages: StackE2eImages = { kind: "off" },
+): ProgramOutputs {
   const outputs: ProgramOutputs = {};
   let registry: RegistryContainer | undefined;
   if (config.registry.enabled) {
@@ -161,14 +169,19 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
 
   let mirror: ImageMirror | undefined;
   if (config.images.enabled) {
-    const imageSet = imageSetForStack(config, project);
+    const imageSet = imageSetForStack(config, project, undefined, e2eImages);
     for (const image of imageSet.unmirrorable) {
       pulumi.log.info(`not mirrored: ${image.canonical} (${image.reason})`);
     }
-    if (imageSet.catalog && !imageSet.catalog.completeness.complete) {
-      pulumi.log.warn(
-        `the image catalog for Kubernetes ${imageSet.catalog.kubernetesVersion} is a ${imageSet.catalog.provenance.kind} and not known to be complete: ${imageSet.catalog.completeness.caveats.join("; ")}. Add \`e2e.test --list-images\` output of your conformance image as imagesListFiles to be sure.`,
-      );
+    if (imageSet.catalog && e2eImages.kind === "fallback") {
+      pulumi.log.warn(fallbackWarning(e2eImages, imageSet.catalog.kubernetesVersion));
+    }
+    if (e2eImages.kind === "derived") {
+      outputs.e2eImageList = {
+        conformanceImage: e2eImages.conformanceImage,
+        digest: e2eImages.digest,
+        count: e2eImages.images.length,
+      };
     }
     const { destination, password } = mirrorDestination(config, registry);
     const sourceRegistry =
@@ -221,7 +234,7 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
 
   const nodeResources: pulumi.Resource[] = [];
   if (config.nodes.list.some((node) => node.runtime !== openshiftFlavour)) {
-    const nodes = declareNodes(config, project, registry, mirror);
+    const nodes = declareNodes(config, project, registry, mirror, e2eImages);
     outputs.nodeFiles = nodes.nodes;
     nodeResources.push(nodes);
   }
@@ -236,13 +249,14 @@ export function defineProgram(config: StackConfig, project = pulumi.getProject()
   }
 
   if (config.conformance.enabled) {
-    const run = declareConformanceRun(config, project, registry, mirror, nodeResources);
+    const run = declareConformanceRun(config, project, registry, mirror, nodeResources, e2eImages);
     outputs.conformanceVerdict = run.verdict;
     outputs.conformancePassed = run.passed;
     outputs.conformanceFailed = run.failed;
     outputs.conformanceSkipped = run.skipped;
     outputs.conformanceTotal = run.total;
     outputs.conformanceFailedTests = run.failedTests;
+    outputs.conformanceFailures = run.failures;
     outputs.conformanceResultsDirectory = run.resultsDirectory;
     outputs.conformanceImage = run.conformanceImage;
   }
@@ -255,6 +269,7 @@ function declareNodes(
   project: string,
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
+  e2eImages: StackE2eImages,
 ): NodeRegistryConfig {
   const key = (name: string) => `${project}:${name}`;
   const { destination, password } = mirrorDestination(
@@ -315,7 +330,7 @@ function declareNodes(
                 ? { username: destination.access.username, password }
                 : undefined,
           },
-          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint),
+          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint, e2eImages),
           forbidFallback: config.nodes.forbidFallback,
           k3s: config.nodes.k3s,
         },
@@ -395,6 +410,7 @@ function declareConformanceRun(
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
   nodes: pulumi.Resource[],
+  e2eImages: StackE2eImages,
 ): ConformanceRun {
   const key = (name: string) => `${project}:${name}`;
   if (mirror && config.images.destination === "archive") {
@@ -445,8 +461,10 @@ function declareConformanceRun(
           resultsImage: config.images.resultsImage,
           extraImages: config.images.extra,
           imageListFiles: config.images.listFiles,
+          e2eImages: e2eImages.kind === "derived" ? [...e2eImages.images] : undefined,
           resultsDirectory: config.conformance.resultsDirectory,
           failOnTestFailures: config.conformance.failOnTestFailures,
+          failOnNoTests: config.conformance.failOnNoTests,
           timeoutMinutes: config.conformance.timeoutMinutes,
           startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
         },

@@ -17,6 +17,7 @@ import {
   planJson,
   resolveKubeContext,
   withSpecPodName,
+  type ConformanceObjects,
   type ConformanceRunInput,
   type ConformanceRunPlan,
   type MirrorAccess,
@@ -98,10 +99,17 @@ export interface ConformanceRunArgs {
   readonly extraImages?: string[];
   /** `e2e.test --list-images` outputs to use with or instead of the shipped catalog. */
   readonly imageListFiles?: string[];
+  /**
+   * The suite's images as the conformance image's own `e2e.test --list-images` printed them;
+   * when given, the shipped catalog is not used.
+   */
+  readonly e2eImages?: string[];
   /** Where results go: `<resultsDirectory>/<stack>/<runId>/`. Default `./conformance-results`. */
   readonly resultsDirectory?: string;
-  /** Fail `pulumi up` when a test fails or none ran. Default true; results are kept either way. */
+  /** Fail `pulumi up` when a spec or a suite node fails. Default true; results are kept either way. */
   readonly failOnTestFailures?: boolean;
+  /** Fail `pulumi up` when no spec ran (a focus that matches nothing). Default true. */
+  readonly failOnNoTests?: boolean;
   /** The whole run's limit. Default 360 minutes. */
   readonly timeoutMinutes?: number;
   /** Limit for the pod to start (scheduling, image pulls). Default 10 minutes. */
@@ -173,6 +181,69 @@ export function actionLocation(
     : { nodeBinary: "node", actionEntry };
 }
 
+/** Arguments checked and files read: what the plan and the actions need besides the args. */
+interface RunSettings {
+  readonly kubeconfig: string;
+  readonly context: string | undefined;
+  readonly authenticated: boolean;
+  readonly resultsRoot: string;
+  readonly imageListFiles: Array<{ name: string; text: string }>;
+  readonly mirrorAccess: MirrorAccess;
+}
+
+/** Reads and checks what the arguments point at, so bad input fails before anything is declared. */
+function resolveSettings(args: ConformanceRunArgs): RunSettings {
+  const kubeconfig = path.resolve(args.kubeconfig ?? defaultKubeconfig());
+  const context = resolveKubeContext(
+    readArgFile("kubeconfig", kubeconfig),
+    kubeconfig,
+    args.context,
+  );
+  if (args.mirror.password !== undefined && args.mirror.username === undefined) {
+    throw new ConformanceArgsError("mirror.username", "a password was given without a username");
+  }
+  if (args.mirror.username !== undefined && args.mirror.password === undefined) {
+    throw new ConformanceArgsError(
+      "mirror.password",
+      `user ${args.mirror.username} needs a password`,
+    );
+  }
+  const authenticated = args.mirror.password !== undefined;
+  const resultsRoot = path.resolve(args.resultsDirectory ?? "conformance-results");
+  assertWritableDirectory(resultsRoot);
+  const imageListFiles = (args.imageListFiles ?? []).map((file, index) => ({
+    name: file,
+    text: readArgFile(`imageListFiles[${index}]`, file),
+  }));
+  const access = args.mirror.access ?? {};
+  if (access.caFile !== undefined) readArgFile("mirror.access.caFile", access.caFile);
+  const mirrorAccess: MirrorAccess = {
+    host: access.host ?? args.mirror.endpoint,
+    scheme: access.scheme ?? "https",
+    ...(access.caFile === undefined ? {} : { caFile: path.resolve(access.caFile) }),
+    ...(access.insecureSkipVerify ? { insecureSkipVerify: true } : {}),
+    ...(args.mirror.username === undefined ? {} : { username: args.mirror.username }),
+  };
+
+  return { kubeconfig, context, authenticated, resultsRoot, imageListFiles, mirrorAccess };
+}
+
+/** The action's environment: the plan and how to reach the mirror, plus per-action values. */
+function actionEnvironmentFor(
+  plan: pulumi.Output<ConformanceRunPlan>,
+  mirrorAccess: MirrorAccess,
+  extra: Record<string, pulumi.Input<string>>,
+) {
+  return {
+    ...actionEnvironment<pulumi.Input<string>>({
+      planJson: plan.apply(planJson),
+      mirror: mirrorAccess,
+      ...actionLocation(),
+    }),
+    ...extra,
+  };
+}
+
 /**
  * A Kubernetes conformance run inside an air gap: the suite runs in the cluster from the mirror,
  * `pulumi up` waits for it and brings back the verdict; the results stay on disk.
@@ -191,6 +262,11 @@ export class ConformanceRun extends pulumi.ComponentResource {
   public readonly total: pulumi.Output<number>;
   public readonly durationSeconds: pulumi.Output<number>;
   public readonly failedTests: pulumi.Output<string[]>;
+  /**
+   * Each failed spec and failed suite node with the first lines of its failure message
+   * (`state` is Ginkgo's: failed, timedout, panicked, ...).
+   */
+  public readonly failures: pulumi.Output<Array<{ name: string; state: string; message: string }>>;
   /** Directory holding e2e.log, junit_01.xml and report.json of this run. */
   public readonly resultsDirectory: pulumi.Output<string>;
   /** The conformance image as the pod pulls it (from the mirror). */
@@ -202,38 +278,40 @@ export class ConformanceRun extends pulumi.ComponentResource {
   constructor(name: string, args: ConformanceRunArgs, opts?: pulumi.ComponentResourceOptions) {
     super("airgap:conformance:ConformanceRun", name, {}, opts);
 
-    const kubeconfig = path.resolve(args.kubeconfig ?? defaultKubeconfig());
-    const context = resolveKubeContext(
-      readArgFile("kubeconfig", kubeconfig),
-      kubeconfig,
-      args.context,
-    );
-    if (args.mirror.password !== undefined && args.mirror.username === undefined) {
-      throw new ConformanceArgsError("mirror.username", "a password was given without a username");
-    }
-    if (args.mirror.username !== undefined && args.mirror.password === undefined) {
-      throw new ConformanceArgsError(
-        "mirror.password",
-        `user ${args.mirror.username} needs a password`,
-      );
-    }
-    const authenticated = args.mirror.password !== undefined;
-    const resultsRoot = path.resolve(args.resultsDirectory ?? "conformance-results");
-    assertWritableDirectory(resultsRoot);
-    const imageListFiles = (args.imageListFiles ?? []).map((file, index) => ({
-      name: file,
-      text: readArgFile(`imageListFiles[${index}]`, file),
-    }));
-    const access = args.mirror.access ?? {};
-    if (access.caFile !== undefined) readArgFile("mirror.access.caFile", access.caFile);
-    const mirrorAccess: MirrorAccess = {
-      host: access.host ?? args.mirror.endpoint,
-      scheme: access.scheme ?? "https",
-      ...(access.caFile === undefined ? {} : { caFile: path.resolve(access.caFile) }),
-      ...(access.insecureSkipVerify ? { insecureSkipVerify: true } : {}),
-      ...(args.mirror.username === undefined ? {} : { username: args.mirror.username }),
-    };
+    const settings = resolveSettings(args);
+    const plan = this.planRun(name, args, settings);
+    // Actions and objects in the order they run: preflight, the objects with the pod last, the run.
+    const preflight = this.declarePreflight(name, args, plan, settings, opts);
+    const objects = this.declareObjects(name, args, plan, settings, preflight);
+    const run = this.declareRun(name, args, plan, settings, objects);
+    const outputs = runOutputs(plan, objects, run);
 
+    this.verdict = outputs.verdict;
+    this.passed = outputs.passed;
+    this.failed = outputs.failed;
+    this.skipped = outputs.skipped;
+    this.total = outputs.total;
+    this.durationSeconds = outputs.durationSeconds;
+    this.failedTests = outputs.failedTests;
+    this.failures = outputs.failures;
+    this.resultsDirectory = outputs.resultsDirectory;
+    this.conformanceImage = outputs.conformanceImage;
+    this.kubernetesVersion = outputs.kubernetesVersion;
+    this.namespace = outputs.namespace;
+    this.podName = outputs.podName;
+    this.registerOutputs(outputs);
+  }
+
+  /**
+   * Every decision about the run (core/conformance). An explicit version is planned right here,
+   * so bad input fails before anything is declared; "auto" asks the cluster first.
+   */
+  private planRun(
+    name: string,
+    args: ConformanceRunArgs,
+    settings: RunSettings,
+  ): pulumi.Output<ConformanceRunPlan> {
+    const { kubeconfig, context, authenticated, resultsRoot, imageListFiles } = settings;
     const planInput = (kubernetesVersion: string, detected: boolean): ConformanceRunInput => ({
       kubernetesVersion,
       kubernetesVersionSource: detected ? "kubernetesVersion (auto)" : "kubernetesVersion",
@@ -256,6 +334,7 @@ export class ConformanceRun extends pulumi.ComponentResource {
       resultsImage: args.resultsImage,
       extraImages: args.extraImages,
       imageListFiles,
+      e2eImages: args.e2eImages,
       kubeconfig,
       context,
       kubectl: args.kubectl,
@@ -266,27 +345,63 @@ export class ConformanceRun extends pulumi.ComponentResource {
       progressIntervalSeconds: args.progressIntervalSeconds,
       pollIntervalSeconds: args.pollIntervalSeconds,
       failOnTestFailures: args.failOnTestFailures,
+      failOnNoTests: args.failOnNoTests,
     });
     const warnAbout = (plan: ConformanceRunPlan) => {
       for (const warning of plan.warnings)
         pulumi.log.warn(`ConformanceRun ${name}: ${warning}`, this);
       return plan;
     };
-    // An explicit version is planned right here, so bad input fails before anything is declared.
     // The pod is named after its spec, so a replaced pod never meets its terminating predecessor.
-    const plan: pulumi.Output<ConformanceRunPlan> =
-      args.kubernetesVersion === "auto"
-        ? pulumi
-            .output(detectKubernetesVersion(args.kubectl ?? "kubectl", { kubeconfig, context }))
-            .apply((version) =>
-              withSpecPodName(warnAbout(planConformanceRun(planInput(version, true)))),
-            )
-        : pulumi.output(
-            withSpecPodName(
-              warnAbout(planConformanceRun(planInput(args.kubernetesVersion, false))),
-            ),
-          );
+    return args.kubernetesVersion === "auto"
+      ? pulumi
+          .output(detectKubernetesVersion(args.kubectl ?? "kubectl", { kubeconfig, context }))
+          .apply((version) =>
+            withSpecPodName(warnAbout(planConformanceRun(planInput(version, true)))),
+          )
+      : pulumi.output(
+          withSpecPodName(warnAbout(planConformanceRun(planInput(args.kubernetesVersion, false)))),
+        );
+  }
 
+  /** The preflight action: every image of the plan in the mirror before anything runs. */
+  private declarePreflight(
+    name: string,
+    args: ConformanceRunArgs,
+    plan: pulumi.Output<ConformanceRunPlan>,
+    settings: RunSettings,
+    opts: pulumi.ComponentResourceOptions | undefined,
+  ): command.local.Command {
+    const password = args.mirror.password;
+    return new command.local.Command(
+      `${name}-preflight`,
+      {
+        create: actionScript("preflight"),
+        environment: actionEnvironmentFor(plan, settings.mirrorAccess, {
+          [ACTION_ENV.digests]: pulumi
+            .output(args.imageDigests ?? {})
+            .apply((d) => JSON.stringify(d)),
+          ...(password === undefined ? {} : { [ACTION_ENV.password]: pulumi.secret(password) }),
+        }),
+        // Checked again for every run and whenever the set of images changes.
+        triggers: [plan.apply((p) => p.runId), plan.apply((p) => sha256(p.images))],
+      },
+      { parent: this, dependsOn: opts?.dependsOn },
+    );
+  }
+
+  /**
+   * The run's objects in the cluster: namespace, service account and role, repo list, pull
+   * secret, and the run pod once preflight has passed.
+   */
+  private declareObjects(
+    name: string,
+    args: ConformanceRunArgs,
+    plan: pulumi.Output<ConformanceRunPlan>,
+    settings: RunSettings,
+    preflight: command.local.Command,
+  ): RunObjects {
+    const { kubeconfig, context } = settings;
     const objects = plan.apply((p) =>
       // Data fields are placeholders here: the real values are Inputs set on the resources below.
       conformanceObjects<string>(p, { repoList: "", dockerConfigJson: "" }),
@@ -368,31 +483,6 @@ export class ConformanceRun extends pulumi.ComponentResource {
             childOpts,
           );
 
-    const environment = (extra: Record<string, pulumi.Input<string>>) => ({
-      ...actionEnvironment<pulumi.Input<string>>({
-        planJson: plan.apply(planJson),
-        mirror: mirrorAccess,
-        ...actionLocation(),
-      }),
-      ...extra,
-    });
-
-    const preflight = new command.local.Command(
-      `${name}-preflight`,
-      {
-        create: actionScript("preflight"),
-        environment: environment({
-          [ACTION_ENV.digests]: pulumi
-            .output(args.imageDigests ?? {})
-            .apply((d) => JSON.stringify(d)),
-          ...(password === undefined ? {} : { [ACTION_ENV.password]: pulumi.secret(password) }),
-        }),
-        // Checked again for every run and whenever the set of images changes.
-        triggers: [plan.apply((p) => p.runId), plan.apply((p) => sha256(p.images))],
-      },
-      { parent: this, dependsOn: opts?.dependsOn },
-    );
-
     const pod = new k8s.core.v1.Pod(
       `${name}-pod`,
       {
@@ -411,12 +501,32 @@ export class ConformanceRun extends pulumi.ComponentResource {
       },
     );
 
-    const run = new command.local.Command(
+    return {
+      manifests: objects,
+      namespace,
+      serviceAccount,
+      clusterRole,
+      clusterRoleBinding,
+      repoListConfigMap,
+      pullSecret,
+      pod,
+    };
+  }
+
+  /** The run action: waits for the pod, reports progress, collects the results; cleans up on destroy. */
+  private declareRun(
+    name: string,
+    args: ConformanceRunArgs,
+    plan: pulumi.Output<ConformanceRunPlan>,
+    settings: RunSettings,
+    { manifests: objects, pod }: RunObjects,
+  ): command.local.Command {
+    return new command.local.Command(
       `${name}-run`,
       {
         create: actionScript("run"),
         delete: actionScript("cleanup"),
-        environment: environment({}),
+        environment: actionEnvironmentFor(plan, settings.mirrorAccess, {}),
         // A new pod (run id, spec or repo list changed) is a new run; anything else re-collects.
         triggers: [
           plan.apply((p) => p.runId),
@@ -427,33 +537,44 @@ export class ConformanceRun extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: [pod] },
     );
-
-    const report = run.stdout.apply((stdout) => parseReportOutput(stdout ?? ""));
-    this.verdict = report.apply((r) => r?.verdict ?? "unknown");
-    this.passed = report.apply((r) => r?.passed ?? 0);
-    this.failed = report.apply((r) => r?.failed ?? 0);
-    this.skipped = report.apply((r) => r?.skipped ?? 0);
-    this.total = report.apply((r) => r?.total ?? 0);
-    this.durationSeconds = report.apply((r) => r?.durationSeconds ?? 0);
-    this.failedTests = report.apply((r) => [...(r?.failedTests ?? [])]);
-    this.resultsDirectory = plan.apply((p) => p.resultsDirectory);
-    this.conformanceImage = plan.apply((p) => p.conformanceImage.mirrorReference);
-    this.kubernetesVersion = plan.apply((p) => p.kubernetesVersion);
-    this.namespace = namespace.metadata.name;
-    this.podName = pod.metadata.name;
-    this.registerOutputs({
-      verdict: this.verdict,
-      passed: this.passed,
-      failed: this.failed,
-      skipped: this.skipped,
-      total: this.total,
-      durationSeconds: this.durationSeconds,
-      failedTests: this.failedTests,
-      resultsDirectory: this.resultsDirectory,
-      conformanceImage: this.conformanceImage,
-      kubernetesVersion: this.kubernetesVersion,
-      namespace: this.namespace,
-      podName: this.podName,
-    });
   }
+}
+
+/** The objects of a run as declared. */
+interface RunObjects {
+  /** The manifests the objects were declared from (core/conformance conformanceObjects). */
+  readonly manifests: pulumi.Output<ConformanceObjects<string>>;
+  readonly namespace: k8s.core.v1.Namespace;
+  readonly serviceAccount: k8s.core.v1.ServiceAccount;
+  readonly clusterRole: k8s.rbac.v1.ClusterRole;
+  readonly clusterRoleBinding: k8s.rbac.v1.ClusterRoleBinding;
+  readonly repoListConfigMap: k8s.core.v1.ConfigMap;
+  readonly pullSecret: k8s.core.v1.Secret | undefined;
+  readonly pod: k8s.core.v1.Pod;
+}
+
+/** The component's outputs: the run's report (once it has reported) and where things are. */
+function runOutputs(
+  plan: pulumi.Output<ConformanceRunPlan>,
+  objects: RunObjects,
+  run: command.local.Command,
+) {
+  const report = run.stdout.apply((stdout) => parseReportOutput(stdout ?? ""));
+  return {
+    verdict: report.apply((r): Verdict | "unknown" => r?.verdict ?? "unknown"),
+    passed: report.apply((r) => r?.passed ?? 0),
+    failed: report.apply((r) => r?.failed ?? 0),
+    skipped: report.apply((r) => r?.skipped ?? 0),
+    total: report.apply((r) => r?.total ?? 0),
+    durationSeconds: report.apply((r) => r?.durationSeconds ?? 0),
+    failedTests: report.apply((r) => [...(r?.failedTests ?? [])]),
+    failures: report.apply((r) =>
+      [...(r?.suiteFailures ?? []), ...(r?.failures ?? [])].map((f) => ({ ...f })),
+    ),
+    resultsDirectory: plan.apply((p) => p.resultsDirectory),
+    conformanceImage: plan.apply((p) => p.conformanceImage.mirrorReference),
+    kubernetesVersion: plan.apply((p) => p.kubernetesVersion),
+    namespace: objects.namespace.metadata.name,
+    podName: objects.pod.metadata.name,
+  };
 }

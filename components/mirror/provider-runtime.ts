@@ -200,7 +200,11 @@ export const mirroredImageRuntime: pulumi.dynamic.ResourceProvider = {
   async delete(_id: string, props: MirroredImageOutputs) {
     const to = requestWithCredentials(props.request, props.credentials).to;
     if (!props.deleteOnDestroy || to.transport !== "docker" || !props.digest) return;
-    await registryClient(to.access).deleteManifest(to.repository, props.digest);
+    const client = registryClient(to.access);
+    // Pinned by digest: the manifest is this resource's alone. By tag: delete the tag, never
+    // the other tags that share its digest.
+    if (to.reference.includes(":")) await client.deleteManifest(to.repository, props.digest);
+    else await client.deleteTag(to.repository, to.reference, props.digest);
   },
 };
 

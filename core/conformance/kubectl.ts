@@ -62,17 +62,41 @@ export function readResultArgs(
   ];
 }
 
-/** Deletes the namespaces the suite created in one run (labelled `e2e-run=<id>` by the framework). */
-export function deleteSuiteNamespacesArgs(target: KubectlTarget, e2eRunId: string): string[] {
-  if (!/^[0-9a-f-]+$/.test(e2eRunId)) throw new Error(`not an e2e run id: ${e2eRunId}`);
+/**
+ * Deletes the namespaces the suite created, across all its Ginkgo processes: the framework
+ * labels each namespace `e2e-run=<id>` with the id of the process that made it.
+ */
+export function deleteSuiteNamespacesArgs(
+  target: KubectlTarget,
+  e2eRunIds: readonly string[],
+): string[] {
+  if (e2eRunIds.length === 0) throw new Error("no e2e run id to delete namespaces for");
+  for (const id of e2eRunIds) {
+    if (!/^[0-9a-f-]+$/.test(id)) throw new Error(`not an e2e run id: ${id}`);
+  }
   return [
     ...connection(target),
     "delete",
     "namespaces",
     "--selector",
-    `e2e-run=${e2eRunId}`,
+    e2eRunIds.length === 1 ? `e2e-run=${e2eRunIds[0]}` : `e2e-run in (${e2eRunIds.join(",")})`,
     "--ignore-not-found",
     "--wait=false",
+  ];
+}
+
+/** Deletes the run pod without waiting (the run's own timeout has passed). */
+export function deletePodArgs(target: KubectlTarget, namespace: string, pod: string): string[] {
+  return [
+    ...connection(target),
+    "delete",
+    "pod",
+    pod,
+    "--namespace",
+    namespace,
+    "--ignore-not-found",
+    "--wait=false",
+    "--request-timeout=30s",
   ];
 }
 

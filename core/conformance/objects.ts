@@ -168,6 +168,8 @@ export function conformanceEnvironment(plan: ConformanceRunPlan): EnvVar[] {
   ];
   const ginkgoArgs = [
     ...(plan.parallelism > 1 ? [`--procs=${plan.parallelism}`] : []),
+    // After the image's own --timeout (24h), so this one wins: the suite ends itself in time.
+    `--timeout=${plan.timeouts.suiteSeconds}s`,
     ...plan.ginkgoArgs,
   ];
   const separator = argumentSeparator([...extraArgs, ...ginkgoArgs]);

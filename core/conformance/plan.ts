@@ -65,6 +65,11 @@ export interface ConformanceRunInput {
   readonly resultsImage?: string;
   readonly extraImages?: readonly string[];
   readonly imageListFiles?: readonly NamedImageList[];
+  /**
+   * The suite's images as the conformance image's e2e.test listed them; replaces the shipped
+   * catalog.
+   */
+  readonly e2eImages?: readonly string[];
   readonly kubeconfig: string;
   readonly context?: string;
   readonly kubectl?: string;
@@ -77,6 +82,8 @@ export interface ConformanceRunInput {
   /** How often the pod is polled; tests shorten it. Default 10. */
   readonly pollIntervalSeconds?: number;
   readonly failOnTestFailures?: boolean;
+  /** Fail when no spec ran (e.g. a focus that matches nothing). Default true. */
+  readonly failOnNoTests?: boolean;
   /** Override of the catalog data directory (tests). */
   readonly catalogDirectory?: string;
 }
@@ -123,7 +130,7 @@ export interface ConformanceRunPlan {
   readonly images: readonly MirroredImage[];
   /** Images the suite may use that cannot be mirrored (invalid / auth-only registries). */
   readonly unmirrorable: readonly string[];
-  /** Warnings to show at preview (catalog caveats, a suite that cannot pull). */
+  /** Warnings to show at preview (a suite that cannot pull). */
   readonly warnings: readonly string[];
   readonly kubectl: {
     readonly binary: string;
@@ -132,12 +139,19 @@ export interface ConformanceRunPlan {
   };
   readonly resultsDirectory: string;
   readonly timeouts: {
+    /** The run's own limit: at this point the pod is deleted and partial results kept. */
     readonly runSeconds: number;
+    /**
+     * The suite's own limit (ginkgo `--timeout`), shorter than runSeconds so the suite ends
+     * itself, cleans up and writes junit_01.xml before the run's limit.
+     */
+    readonly suiteSeconds: number;
     readonly startupSeconds: number;
     readonly progressSeconds: number;
     readonly pollSeconds: number;
   };
   readonly failOnTestFailures: boolean;
+  readonly failOnNoTests: boolean;
 }
 
 /** Default focus: the conformance specs. */
@@ -161,6 +175,7 @@ const MANAGED_GINKGO_FLAGS: Readonly<Record<string, string>> = {
   "--nodes": "parallelism",
   "--dry-run": "dryRun",
   "--dryRun": "dryRun",
+  "--timeout": "timeoutMinutes",
 };
 const MANAGED_E2E_FLAGS: Readonly<Record<string, string>> = {
   "--v": "verbosity",
@@ -173,6 +188,16 @@ const MANAGED_E2E_FLAGS: Readonly<Record<string, string>> = {
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const RUN_ID = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const POD_NAME_PREFIX = "e2e-conformance-";
+
+/**
+ * The suite's ginkgo timeout for a run limit: a margin of 5% (at least 2, at most 15 minutes)
+ * for the suite to interrupt its running specs, clean up and write its report, and never less
+ * than half the run's limit.
+ */
+export function suiteTimeoutSeconds(runSeconds: number): number {
+  const margin = Math.min(15 * 60, Math.max(2 * 60, Math.round(runSeconds * 0.05)));
+  return Math.max(Math.ceil(runSeconds / 2), runSeconds - margin);
+}
 
 function positiveInteger(arg: string, value: number | undefined, fallback: number, max: number) {
   const chosen = value ?? fallback;
@@ -350,14 +375,24 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
   const conformanceSource = input.conformanceImage ?? `${CONFORMANCE_REPOSITORY}:${tag}`;
   const resultsSource = input.resultsImage ?? DEFAULT_RESULTS_IMAGE;
   const imageSet = withArgErrors(input, () => {
-    const listFiles = input.imageListFiles ?? [];
-    // A version the catalog does not know is fine when the suite's list is given as a file.
-    let includeCatalog = true;
-    try {
-      catalogForKubernetesVersion(input.kubernetesVersion, input.catalogDirectory);
-    } catch (error) {
-      if (!(error instanceof UnknownKubernetesVersionError) || listFiles.length === 0) throw error;
-      includeCatalog = false;
+    const listFiles = [
+      ...(input.imageListFiles ?? []),
+      ...(input.e2eImages === undefined
+        ? []
+        : [{ name: "e2eImages", text: input.e2eImages.join("\n") }]),
+    ];
+    // The suite's own list replaces the shipped one; a version the catalog does not know is
+    // fine when the suite's list is given as a file.
+    let includeCatalog = input.e2eImages === undefined;
+    if (includeCatalog) {
+      try {
+        catalogForKubernetesVersion(input.kubernetesVersion, input.catalogDirectory);
+      } catch (error) {
+        if (!(error instanceof UnknownKubernetesVersionError) || listFiles.length === 0) {
+          throw error;
+        }
+        includeCatalog = false;
+      }
     }
     return assembleImageSet({
       kubernetesVersion: input.kubernetesVersion,
@@ -369,9 +404,6 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
       catalogDirectory: input.catalogDirectory,
     });
   });
-  for (const caveat of imageSet.catalog?.completeness.caveats ?? []) {
-    warnings.push(`image catalog ${imageSet.catalog?.kubernetesVersion}: ${caveat}`);
-  }
   const mapping = withArgErrors(input, () =>
     planMirrorMapping(
       imageSet.images.map((entry) => entry.reference),
@@ -399,6 +431,7 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
     );
   }
 
+  const runSeconds = 60 * positiveInteger("timeoutMinutes", input.timeoutMinutes, 360, 7 * 24 * 60);
   return {
     kubernetesVersion: `v${version.major}.${version.minor}${version.patch === undefined ? "" : `.${version.patch}`}`,
     minorVersion: version.minorVersion,
@@ -431,7 +464,8 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
     },
     resultsDirectory: path.join(input.resultsDirectory, input.stack, runId),
     timeouts: {
-      runSeconds: 60 * positiveInteger("timeoutMinutes", input.timeoutMinutes, 360, 7 * 24 * 60),
+      runSeconds,
+      suiteSeconds: suiteTimeoutSeconds(runSeconds),
       startupSeconds:
         60 * positiveInteger("startupTimeoutMinutes", input.startupTimeoutMinutes, 10, 24 * 60),
       progressSeconds: positiveInteger(
@@ -443,5 +477,6 @@ export function planConformanceRun(input: ConformanceRunInput): ConformanceRunPl
       pollSeconds: positiveInteger("pollIntervalSeconds", input.pollIntervalSeconds, 10, 600),
     },
     failOnTestFailures: input.failOnTestFailures ?? true,
+    failOnNoTests: input.failOnNoTests ?? true,
   };
 }

@@ -178,7 +178,8 @@ export function podRunState(pod: PodStatusJson | undefined): PodRunState {
 export type WaitDecision =
   | { action: "wait" }
   | { action: "collect"; exitCode: number }
-  | { action: "fail"; message: string; readable: boolean };
+  /** `stopPod`: the run's own limit passed, so the pod is deleted after its results are read. */
+  | { action: "fail"; message: string; readable: boolean; stopPod?: boolean };
 
 /**
  * The wait loop's decision: the pod state plus the clock. `startedSeconds` is how long the
@@ -221,8 +222,11 @@ export function decideWait(
       if (clock.elapsedSeconds - since > timeouts.runSeconds) {
         return {
           action: "fail",
-          message: `the suite did not finish within ${timeouts.runSeconds}s (timeoutMinutes)`,
+          message:
+            `the suite did not finish within ${timeouts.runSeconds}s (timeoutMinutes); ` +
+            `the run pod was deleted`,
           readable: true,
+          stopPod: true,
         };
       }
       return { action: "wait" };

@@ -77,17 +77,17 @@ const SUPPORTED_DIGEST_ALGORITHMS: ReadonlyMap<string, number> = new Map([
 /**
  * Parses and normalises an image reference.
  *
- * Normalisation follows docker:
- * - no registry (the first path component has no "." or ":" and is not "localhost") means
- *   `docker.io`; `index.docker.io` is rewritten to `docker.io`;
+ * Normalisation follows docker (distribution's `splitDockerDomain`):
+ * - the first of several path components is the registry when it contains "." or ":", is
+ *   "localhost", or has an uppercase letter (a namespace cannot, so "Foo/bar" is host "Foo",
+ *   repository "bar"); otherwise the registry is `docker.io`; `index.docker.io` is rewritten
+ *   to `docker.io`;
  * - a single-component Docker Hub repository gets the `library/` namespace;
  * - neither tag nor digest means tag `latest`. Making the implicit tag explicit here is a
  *   deliberate choice: every parsed reference then pins *something*, and the canonical form
  *   round-trips (`parse(canonical(parse(x)))` equals `parse(x)`).
  *
- * One deliberate divergence from recent distribution/reference releases: they treat an
- * uppercase first component ("Foo/bar") as a registry host; we treat it as a Docker Hub
- * namespace, and so reject it for its uppercase letters, which is what the user meant.
+ * Repository paths stay lowercase: "foo/Bar" and "Foo/Bar" are rejected, saying so.
  *
  * @throws InvalidImageReferenceError when the input is not a valid reference.
  */
@@ -131,7 +131,10 @@ export function parseImageReference(input: string): ImageReference {
   }
   if (repository === "") fail("the repository name is empty");
   if (repository.toLowerCase() !== repository) {
-    fail(`uppercase letters are not allowed in repository '${writtenRepository}'`);
+    fail(
+      `uppercase letters are not allowed in repository '${writtenRepository}': a repository ` +
+        `path is lowercase (only a registry host, the first component, may have capitals)`,
+    );
   }
   for (const component of repository.split("/")) {
     if (!PATH_COMPONENT_PATTERN.test(component)) {
@@ -181,10 +184,11 @@ export function isValidRepositoryPath(path: string): boolean {
 
 /**
  * True when a reference starting with `host/` is read as that registry rather than as a
- * Docker Hub namespace: the host contains '.' or ':', or is "localhost".
+ * Docker Hub namespace: the host contains '.' or ':', is "localhost", or has an uppercase
+ * letter (namespaces are lowercase), as distribution's `splitDockerDomain` decides.
  */
 export function isRecognisedAsRegistryHost(host: string): boolean {
-  return host === "localhost" || /[.:]/.test(host);
+  return host === "localhost" || /[.:]/.test(host) || host.toLowerCase() !== host;
 }
 
 /** Like {@link parseImageReference} but returns `undefined` instead of throwing. */

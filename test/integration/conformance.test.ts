@@ -275,12 +275,33 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
     const plan = planFor(server);
     const result = await runActionCommand("run", plan, mirror);
     assert.equal(result.code, 1, "failed tests fail the up by default");
-    assert.match(result.stderr, /conformance: 3\/6 specs done, 1 failed after 0m/);
+    assert.match(
+      result.stderr,
+      /conformance: pod e2e-conformance-1 scheduled, pulling images and starting containers after \d+s \(ContainerCreating\)/,
+    );
+    assert.match(result.stderr, /conformance: 3\/6 specs done \(50%\), 1 failed after \d+s/);
     assert.match(
       result.stderr,
       /conformance run failed; failed: \[sig-network\] Services should serve/,
     );
+    // Each failure's message stands under its name.
+    assert.match(
+      result.stderr,
+      /\[sig-network\] Services should serve a basic endpoint from pods {2}\[Conformance\]\n {4}pod "pod1" was not running: ErrImagePull/,
+    );
     const report = parseReportOutput(result.stdout);
+    const failures = [
+      {
+        name: "[sig-network] Services should serve a basic endpoint from pods  [Conformance]",
+        state: "failed",
+        message: 'pod "pod1" was not running: ErrImagePull',
+      },
+      {
+        name: "[sig-apps] Deployment deployment should support rollover [Conformance]",
+        state: "panicked",
+        message: "Test Panicked\nruntime error: invalid memory address or nil pointer dereference",
+      },
+    ];
     assert.deepEqual(report, {
       verdict: "failed",
       passed: 4,
@@ -288,15 +309,24 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
       skipped: 3,
       total: 9,
       durationSeconds: 335.804,
-      failedTests: [
-        "[sig-network] Services should serve a basic endpoint from pods  [Conformance]",
-        "[sig-apps] Deployment deployment should support rollover [Conformance]",
-      ],
+      failedTests: failures.map((failure) => failure.name),
+      failures,
+      suiteFailures: [],
       resultsDirectory: plan.resultsDirectory,
       conformanceImage: "10.0.0.5:5000/conformance:v1.31.4",
       exitCode: 1,
-      e2eRunId: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+      e2eRunIds: ["0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"],
     });
+    // Every progress line, the startup one included, with its time.
+    const progressLog = readFileSync(path.join(plan.resultsDirectory, "progress.log"), "utf8")
+      .trimEnd()
+      .split("\n");
+    assert.ok(progressLog.length >= 2, progressLog.join("\n"));
+    for (const line of progressLog) {
+      assert.match(line, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z conformance: /);
+    }
+    assert.match(progressLog[0], /pulling images and starting containers/);
+    assert.ok(progressLog.some((line) => / 3\/6 specs done \(50%\), 1 failed/.test(line)));
     assert.equal(
       readFileSync(path.join(plan.resultsDirectory, "e2e.log"), "utf8"),
       fixture("e2e-failed.log"),
@@ -331,6 +361,68 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
     );
     assert.equal(result.code, 0, result.stderr);
     assert.equal(parseReportOutput(result.stdout)?.verdict, "failed");
+  });
+
+  it("fails the up when no spec ran, unless failOnNoTests is false", async function () {
+    server = await startFakeApiServer({
+      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      pod: () => pod("pod-finished.json"),
+      files: () => ({ [e2eLog]: fixture("e2e-empty.log"), [junit]: fixture("junit-empty.xml") }),
+    });
+    const strict = await runActionCommand("run", planFor(server), mirror);
+    assert.equal(strict.code, 1);
+    assert.equal(parseReportOutput(strict.stdout)?.verdict, "no-tests");
+    assert.match(strict.stderr, /conformance run no-tests .*no spec ran: check focus and skip/);
+    const lenient = await runActionCommand(
+      "run",
+      planFor(server, { failOnNoTests: false }),
+      mirror,
+    );
+    assert.equal(lenient.code, 0, lenient.stderr);
+    assert.equal(parseReportOutput(lenient.stdout)?.verdict, "no-tests");
+  });
+
+  it("at the run's own timeout deletes the pod, keeps the partial log and junit, and every process's namespaces", async function () {
+    const ids = ["1abf14f2-15f4-4804-9118-d08ee59b4c85", "5c2e7d0a-8b1f-4e3a-9c6d-0f1e2d3c4b5a"];
+    server = await startFakeApiServer({
+      dir: mkdtempSync(path.join(labDir, "fake-api-")),
+      pod: () => pod("pod-running.json"),
+      files: () => ({
+        [e2eLog]: fixture("e2e-v1.33-parallel-partial.log"),
+        [junit]: fixture("junit-failed.xml"),
+      }),
+      namespaces: [
+        { name: "services-5454", labels: { "e2e-run": ids[0] } },
+        { name: "job-4136", labels: { "e2e-run": ids[1] } },
+        { name: "pods-9999", labels: { "e2e-run": "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d" } },
+      ],
+    });
+    const planned = planFor(server);
+    // A limit of seconds (the config's unit is minutes) keeps the test short.
+    const plan = { ...planned, timeouts: { ...planned.timeouts, runSeconds: 2 } };
+    const result = await runActionCommand("run", plan, mirror);
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `the suite did not finish within 2s \\(timeoutMinutes\\); the run pod was deleted ` +
+          `\\(e2e\\.log\\.partial and junit_01\\.xml\\.partial kept in ${plan.resultsDirectory}\\)`,
+      ),
+    );
+    assert.deepEqual(server.deletedPods, ["conformance/e2e-conformance-1"]);
+    assert.deepEqual(server.deletedNamespaces.sort(), ["job-4136", "services-5454"]);
+    assert.equal(
+      readFileSync(path.join(plan.resultsDirectory, "e2e.log.partial"), "utf8"),
+      fixture("e2e-v1.33-parallel-partial.log"),
+    );
+    assert.equal(
+      readFileSync(path.join(plan.resultsDirectory, "junit_01.xml.partial"), "utf8"),
+      fixture("junit-failed.xml"),
+    );
+    assert.match(
+      readFileSync(path.join(plan.resultsDirectory, "progress.log"), "utf8"),
+      /conformance: 7\/8 specs done \(87%\), 1 failed, 1 flaky, 1 pending/,
+    );
   });
 
   it("fails fast on ImagePullBackOff, naming the container and the image", async function () {
@@ -437,14 +529,18 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
     assert.match(result.stderr, /^resultsDirectory: cannot write .*a-file\/lab\/1: ENOTDIR/m);
   });
 
-  it("cleans up the suite's namespaces on destroy, from the previous report", async function () {
-    const e2eRunId = "7d9e2f61-0c3b-4b8e-9a5d-2e6f1c0b9a87";
+  it("cleans up the namespaces of every Ginkgo process on destroy, from the previous report", async function () {
+    const e2eRunIds = [
+      "7d9e2f61-0c3b-4b8e-9a5d-2e6f1c0b9a87",
+      "5c2e7d0a-8b1f-4e3a-9c6d-0f1e2d3c4b5a",
+    ];
     server = await startFakeApiServer({
       dir: mkdtempSync(path.join(labDir, "fake-api-")),
       pod: () => undefined,
       files: () => ({}),
       namespaces: [
-        { name: "pods-1234", labels: { "e2e-run": e2eRunId } },
+        { name: "pods-1234", labels: { "e2e-run": e2eRunIds[0] } },
+        { name: "secrets-42", labels: { "e2e-run": e2eRunIds[1] } },
         { name: "pods-9999", labels: { "e2e-run": "another-run" } },
       ],
     });
@@ -457,15 +553,17 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
       total: 5,
       durationSeconds: 21.9,
       failedTests: [],
+      failures: [],
+      suiteFailures: [],
       resultsDirectory: plan.resultsDirectory,
       conformanceImage: plan.conformanceImage.mirrorReference,
       exitCode: 0,
-      e2eRunId,
+      e2eRunIds,
     });
     const result = await runActionCommand("cleanup", plan, mirror, {
       PULUMI_COMMAND_STDOUT: `${previous}\n`,
     });
     assert.equal(result.code, 0, result.stderr);
-    assert.deepEqual(server.deletedNamespaces, ["pods-1234"]);
+    assert.deepEqual(server.deletedNamespaces.sort(), ["pods-1234", "secrets-42"]);
   });
 });

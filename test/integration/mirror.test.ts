@@ -398,6 +398,41 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
     client.close();
   });
 
+  it("deleteOnDestroy deletes its tag only: another tag on the same digest stays", async function () {
+    const nginx = upstreams.images.find((image) => image.repository === "library/nginx")!;
+    const aliasInputs = {
+      ...inputs,
+      request: { ...inputs.request, to: { ...inputs.request.to, reference: "alias" } },
+      mirrorReference: "mirror.lab:5000/library/nginx:alias",
+    } as MirroredImageInputs;
+    const first = await callProvider<{ id: string; outs: MirroredImageOutputs }>(
+      providerFile,
+      "create",
+      [inputs],
+    );
+    const alias = await callProvider<{ id: string; outs: MirroredImageOutputs }>(
+      providerFile,
+      "create",
+      [aliasInputs],
+    );
+    const client = new RegistryClient(accessOf(mirror));
+    assert.equal(await client.manifestDigest("library/nginx", "alias"), nginx.digest);
+
+    // The registry (distribution 2.8) deletes manifests by digest only, which would take the
+    // alias with it: the shared manifest is kept.
+    await callProvider(providerFile, "delete", [first.id, first.outs]);
+    assert.equal(await client.manifestDigest("library/nginx", "alias"), nginx.digest);
+
+    // An image whose tag is its only one is deleted (also the first test's last step).
+    assert.equal(await client.deleteManifest("library/nginx", nginx.digest), "deleted");
+    assert.equal(
+      await callProvider(providerFile, "delete", [alias.id, alias.outs]),
+      null,
+      "an image already gone is not an error",
+    );
+    client.close();
+  });
+
   it("rotates the mirror password: preview sees an update, up stores it without copying, refresh with the registry down records the image as gone", async function () {
     const nginx = upstreams.images.find((image) => image.repository === "library/nginx")!;
     const created = await callProvider<{ id: string; outs: MirroredImageOutputs }>(

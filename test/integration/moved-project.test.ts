@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import {
   chmodSync,
   existsSync,
@@ -70,13 +69,10 @@ describe("state written by one project directory, used after the project has mov
     mkdirSync(path.join(base, "after"), { recursive: true });
     mkdirSync(original, { recursive: true });
     // The project as a user has it: its files and an installed node_modules (hard links: fast).
-    const files = execFileSync("git", ["ls-files", "-co", "--exclude-standard"], {
-      cwd: projectRoot,
-      encoding: "utf8",
-    })
-      .split("\n")
-      .filter((file) => file && existsSync(path.join(projectRoot, file)));
-    await run("cp", ["--parents", "-t", original, ...files], { cwd: projectRoot });
+    await runShell(
+      `tar -C "$ROOT" --exclude=./node_modules --exclude=./.lab --exclude=./.git --exclude=./dist -cf - . | tar -C "$COPY" -xf -`,
+      { env: { ROOT: projectRoot, COPY: original } },
+    );
     await run("cp", ["-al", path.join(projectRoot, "node_modules"), original]);
 
     const serialized = await run(
@@ -205,7 +201,9 @@ describe("state written by one project directory, used after the project has mov
       resultsDirectory: path.join(base, "results"),
       stack: "moved",
     });
-    const report = { e2eRunId: "0a1b2c3d-0000-4000-8000-000000000001" } as RunReport;
+    const report = {
+      e2eRunIds: ["0a1b2c3d-0000-4000-8000-000000000001"],
+    } as Partial<RunReport> as RunReport;
     const result = await runShell(actionScript("cleanup"), {
       cwd: path.join(moved, "infra"),
       env: {

@@ -1,4 +1,4 @@
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
 import { ensureDockerEngine, stopDockerEngineIfStarted } from "./engine";
 import { run } from "./exec";
@@ -20,6 +20,8 @@ export async function mochaGlobalSetup(): Promise<void> {
       throw new Error(`the lab needs '${tool}' on PATH; run scripts/lab-prereqs.sh (as root)`);
     }
   }
+  // A fresh checkout has no scratch directory yet; tests create theirs inside it.
+  mkdirSync(labDir, { recursive: true });
   await ensureDockerEngine();
   await removeLabLeftovers();
   await ensureLabRegistryImage();

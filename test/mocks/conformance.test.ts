@@ -1,4 +1,12 @@
-import { recorded, resourcesOf, only, settle, valueOf, type RecordedResource } from "./harness";
+import {
+  commandStdout,
+  recorded,
+  resourcesOf,
+  only,
+  settle,
+  valueOf,
+  type RecordedResource,
+} from "./harness";
 import assert from "node:assert/strict";
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -9,6 +17,7 @@ import {
   actionScript,
   conformanceObjects,
   dockerConfigJson,
+  formatReportLine,
   planConformanceRun,
   withSpecPodName,
 } from "../../core/conformance";
@@ -154,7 +163,8 @@ describe("ConformanceRun (mocks)", function () {
       assert.equal(spec.containers[0].image, "10.0.0.5:5000/conformance:v1.31.4");
       assert.ok(
         spec.containers[0].env.some(
-          (entry) => entry.name === "E2E_EXTRA_GINKGO_ARGS" && entry.value === "--procs=2",
+          (entry) =>
+            entry.name === "E2E_EXTRA_GINKGO_ARGS" && entry.value === "--procs=2 --timeout=20700s",
         ),
       );
       for (const name of [
@@ -263,6 +273,63 @@ describe("ConformanceRun (mocks)", function () {
       assert.match(await valueOf(run.podName), /^e2e-conformance-1-[0-9a-f]{8}$/);
       assert.equal(await valueOf(run.verdict), "unknown");
       assert.deepEqual(await valueOf(run.failedTests), []);
+      assert.deepEqual(await valueOf(run.failures), []);
+    });
+  });
+
+  describe("after the run has reported", function () {
+    it("outputs each failure, suite nodes first, with the first lines of its message", async function () {
+      const failure = {
+        name: "[sig-network] Services should serve a basic endpoint from pods  [Conformance]",
+        state: "failed",
+        message: 'pod "pod1" was not running: ErrImagePull',
+      };
+      const suiteFailure = {
+        name: "[SynchronizedAfterSuite]",
+        state: "failed",
+        message: "namespaces left behind",
+      };
+      commandStdout.set(
+        "reported-run",
+        `progress\n${formatReportLine({
+          verdict: "failed",
+          passed: 3,
+          failed: 1,
+          skipped: 0,
+          total: 4,
+          durationSeconds: 60,
+          failedTests: [failure.name],
+          failures: [failure],
+          suiteFailures: [suiteFailure],
+          resultsDirectory: "/r",
+          conformanceImage: "10.0.0.5:5000/conformance:v1.31.4",
+          exitCode: 1,
+          e2eRunIds: [],
+        })}\n`,
+      );
+      const run = new ConformanceRun("reported", baseArgs({ namespace: "reported" }));
+      assert.equal(await valueOf(run.verdict), "failed");
+      assert.deepEqual(await valueOf(run.failedTests), [failure.name]);
+      assert.deepEqual(await valueOf(run.failures), [suiteFailure, failure]);
+      await settle();
+    });
+
+    it("passes failOnNoTests to the actions, true unless the stack says otherwise", async function () {
+      const strict = new ConformanceRun("strict", baseArgs({ namespace: "strict" }));
+      const lenient = new ConformanceRun(
+        "lenient",
+        baseArgs({ namespace: "lenient", failOnNoTests: false }),
+      );
+      await valueOf(strict.podName);
+      await valueOf(lenient.podName);
+      await settle();
+      const planOf = (name: string) =>
+        JSON.parse(
+          (byName(resourcesOf(name), `${name}-run`).inputs.environment as Record<string, string>)
+            .CONFORMANCE_PLAN,
+        ) as { failOnNoTests: boolean };
+      assert.equal(planOf("strict").failOnNoTests, true);
+      assert.equal(planOf("lenient").failOnNoTests, false);
     });
   });
 

@@ -85,6 +85,9 @@ export function fakeDigest(source: string): string {
   return `sha256:${createHash("sha256").update(source).digest("hex")}`;
 }
 
+/** What a command resource's stdout is under the mocks, by resource name (default empty). */
+export const commandStdout = new Map<string, string>();
+
 const htpasswdLines = new Map<string, string>();
 
 /** Outputs a provider would compute, so `.apply` fires under mocks (pulumi/pulumi#2785). */
@@ -105,7 +108,7 @@ function computedState(args: pulumi.runtime.MockResourceArgs): Record<string, un
     return { digest: fakeDigest(String(args.inputs.source)) };
   }
   if (args.type === "command:local:Command" || args.type === "command:remote:Command") {
-    return { stdout: "", stderr: "" };
+    return { stdout: commandStdout.get(args.name) ?? "", stderr: "" };
   }
   return {};
 }

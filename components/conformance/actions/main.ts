@@ -9,10 +9,12 @@ import {
   ACTION_ENV,
   ConformanceRunError,
   deleteSuiteNamespacesArgs,
+  describeFailures,
   describeReport,
   formatReportLine,
   isFailingVerdict,
   parseReportOutput,
+  reportE2eRunIds,
   type ActionMode,
   type ConformanceRunPlan,
   type MirrorAccess,
@@ -44,11 +46,17 @@ export async function runAction(mode: ActionMode): Promise<number> {
       const report = await waitAndCollect(plan, { log });
       process.stdout.write(`${formatReportLine(report)}\n`);
       log(`conformance ${describeReport(report)}`);
-      if (plan.failOnTestFailures && isFailingVerdict(report.verdict)) {
+      const failures = [...report.suiteFailures, ...report.failures];
+      if (failures.length > 0) log(`conformance failures:\n${describeFailures(failures)}`);
+      if (isFailingVerdict(report.verdict, plan)) {
+        const setting =
+          report.verdict === "no-tests"
+            ? "no spec ran: check focus and skip (set failOnNoTests: false to keep the up green)"
+            : "set failOnTestFailures: false to keep the up green";
         log(
           `conformance run ${report.verdict}` +
-            (report.failedTests.length > 0 ? `; failed: ${report.failedTests.join("; ")}` : "") +
-            ` (set failOnTestFailures: false to keep the up green)`,
+            (failures.length > 0 ? `; failed: ${failures.map((f) => f.name).join("; ")}` : "") +
+            ` (${setting})`,
         );
         return 1;
       }
@@ -57,18 +65,19 @@ export async function runAction(mode: ActionMode): Promise<number> {
     case "cleanup": {
       // On destroy the previous run's report is in PULUMI_COMMAND_STDOUT.
       const report = parseReportOutput(process.env.PULUMI_COMMAND_STDOUT ?? "");
-      if (report?.e2eRunId === undefined) return 0;
+      const ids = report === undefined ? [] : reportE2eRunIds(report);
+      if (ids.length === 0) return 0;
       const result = await runKubectl(
         plan.kubectl.binary,
-        deleteSuiteNamespacesArgs(plan.kubectl, report.e2eRunId),
+        deleteSuiteNamespacesArgs(plan.kubectl, ids),
       );
       // Best effort: a cluster already gone must not block `pulumi destroy`.
       if (result.code !== 0) {
         log(
-          `warning: could not delete the suite's namespaces (e2e-run=${report.e2eRunId}): ${kubectlError(result)}`,
+          `warning: could not delete the suite's namespaces (e2e-run in ${ids.join(", ")}): ${kubectlError(result)}`,
         );
       } else {
-        log(`deleted the suite's namespaces labelled e2e-run=${report.e2eRunId}`);
+        log(`deleted the suite's namespaces labelled e2e-run in ${ids.join(", ")}`);
       }
       return 0;
     }

@@ -1,12 +1,14 @@
-import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
+import { accessSync, appendFileSync, constants, mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import {
   ConformanceRunError,
   ResultsParseError,
   decideVerdict,
   decideWait,
+  deletePodArgs,
   deleteSuiteNamespacesArgs,
   describeProgress,
+  describeStartup,
   getPodArgs,
   parseE2eProgress,
   parseJunit,
@@ -20,6 +22,8 @@ import { kubectlError, runKubectl } from "./kubectl";
 
 export const E2E_LOG = "e2e.log";
 export const JUNIT = "junit_01.xml";
+/** Every progress line of the run with its time, so a multi-hour run's timeline survives. */
+export const PROGRESS_LOG = "progress.log";
 /** kubectl failures in a row tolerated while waiting (API server restarts, network blips). */
 const TRANSIENT_FAILURES = 5;
 
@@ -59,6 +63,10 @@ export async function waitAndCollect(
   const directory = plan.resultsDirectory;
   prepareResultsDirectory(directory);
   const save = (file: string, text: string) => writeFileSync(path.join(directory, file), text);
+  const progressLine = (line: string) => {
+    options.log(line);
+    appendFileSync(path.join(directory, PROGRESS_LOG), `${new Date().toISOString()} ${line}\n`);
+  };
 
   const readResult = async (file: string) =>
     runKubectl(target.binary, readResultArgs(target, plan.namespace, plan.podName, file));
@@ -70,24 +78,47 @@ export async function waitAndCollect(
   let failuresInRow = 0;
   let lastPod: PodStatusJson | undefined;
 
-  const fail = async (message: string, readable: boolean): Promise<never> => {
+  const fail = async (message: string, readable: boolean, stopPod = false): Promise<never> => {
+    let partialJunit = false;
     if (readable) {
       const latest = await readResult(E2E_LOG);
       if (latest.code === 0) lastLog = latest.stdout;
+      // A suite past its own timeout may have written its report already.
+      const junit = await readResult(JUNIT);
+      if (junit.code === 0 && junit.stdout.trim() !== "") {
+        save(`${JUNIT}.partial`, junit.stdout);
+        partialJunit = true;
+      }
     }
     if (lastLog !== "") save(`${E2E_LOG}.partial`, lastLog);
     if (lastPod !== undefined) save("pod.json", JSON.stringify(lastPod, null, 2));
+    if (stopPod) {
+      const deleted = await runKubectl(
+        target.binary,
+        deletePodArgs(target, plan.namespace, plan.podName),
+      );
+      options.log(
+        deleted.code === 0
+          ? `conformance: deleted pod ${plan.namespace}/${plan.podName} (timeoutMinutes reached)`
+          : `could not delete pod ${plan.namespace}/${plan.podName}: ${kubectlError(deleted)}`,
+      );
+    }
     // The suite's namespaces of this run would outlive it: nothing in Pulumi's state knows them.
-    const e2eRunId = parseE2eProgress(lastLog).e2eRunId;
-    if (e2eRunId !== undefined) {
-      const deleted = await runKubectl(target.binary, deleteSuiteNamespacesArgs(target, e2eRunId));
+    const e2eRunIds = parseE2eProgress(lastLog).e2eRunIds;
+    if (e2eRunIds.length > 0) {
+      const deleted = await runKubectl(target.binary, deleteSuiteNamespacesArgs(target, e2eRunIds));
       if (deleted.code !== 0) {
         options.log(
-          `could not delete the suite's namespaces (e2e-run=${e2eRunId}): ${kubectlError(deleted)}`,
+          `could not delete the suite's namespaces (e2e-run in ${e2eRunIds.join(", ")}): ${kubectlError(deleted)}`,
         );
       }
     }
-    const kept = lastLog === "" ? "no log was read yet" : `partial log kept in ${directory}`;
+    const files = [
+      lastLog === "" ? undefined : `${E2E_LOG}.partial`,
+      partialJunit ? `${JUNIT}.partial` : undefined,
+    ].filter((file) => file !== undefined);
+    const kept =
+      files.length === 0 ? "no log was read yet" : `${files.join(" and ")} kept in ${directory}`;
     throw new ConformanceRunError(`${plan.namespace}/${plan.podName}: ${message} (${kept})`);
   };
 
@@ -108,12 +139,22 @@ export async function waitAndCollect(
     const state = podRunState(pod);
     if (state.kind === "running" && runningSince === undefined) runningSince = elapsed;
 
-    if (state.kind === "running" && elapsed - lastProgressAt >= plan.timeouts.progressSeconds) {
-      lastProgressAt = elapsed;
-      const read = await readResult(E2E_LOG);
-      // Before the suite has written anything the file does not exist yet.
-      if (read.code === 0) lastLog = read.stdout;
-      options.log(describeProgress(parseE2eProgress(lastLog), elapsed));
+    if (elapsed - lastProgressAt >= plan.timeouts.progressSeconds) {
+      if (state.kind === "running") {
+        lastProgressAt = elapsed;
+        const read = await readResult(E2E_LOG);
+        // Before the suite has written anything the file does not exist yet.
+        if (read.code === 0) lastLog = read.stdout;
+        progressLine(
+          describeProgress(parseE2eProgress(lastLog), elapsed, elapsed - (runningSince ?? elapsed)),
+        );
+      } else {
+        const startup = describeStartup(state, plan.podName, elapsed);
+        if (startup !== undefined) {
+          lastProgressAt = elapsed;
+          progressLine(startup);
+        }
+      }
     }
 
     const decision = decideWait(
@@ -124,7 +165,9 @@ export async function waitAndCollect(
       },
       { startupSeconds: plan.timeouts.startupSeconds, runSeconds: plan.timeouts.runSeconds },
     );
-    if (decision.action === "fail") await fail(decision.message, decision.readable);
+    if (decision.action === "fail") {
+      await fail(decision.message, decision.readable, decision.stopPod === true);
+    }
     if (decision.action === "collect") return collect(plan, decision.exitCode, lastPod, options);
     await sleep(plan.timeouts.pollSeconds);
   }
@@ -173,10 +216,12 @@ async function collect(
     total: junit.total,
     durationSeconds: junit.durationSeconds,
     failedTests: junit.failedTests,
+    failures: junit.failures,
+    suiteFailures: junit.suiteFailures,
     resultsDirectory: directory,
     conformanceImage: plan.conformanceImage.mirrorReference,
     exitCode,
-    ...(progress.e2eRunId === undefined ? {} : { e2eRunId: progress.e2eRunId }),
+    e2eRunIds: progress.e2eRunIds,
   };
   save("report.json", `${JSON.stringify(report, null, 2)}\n`);
   options.log(`conformance: collected ${E2E_LOG} and ${JUNIT} into ${directory}`);

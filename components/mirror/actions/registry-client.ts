@@ -249,6 +249,52 @@ export class RegistryClient {
     return { body: response.body, ...(typeof digest === "string" ? { digest } : {}) };
   }
 
+  /** The repository's tags (empty when the repository does not exist). */
+  async listTags(repository: string): Promise<string[]> {
+    const response = await this.v2(
+      "GET",
+      `${repository}/tags/list?n=10000`,
+      `repository:${repository}:pull`,
+    );
+    if (response.status === 404) return [];
+    if (response.status !== 200) {
+      throw new RegistryRequestError(
+        `GET ${this.access.host}/${repository} tags answered ${response.status}`,
+        response.status,
+      );
+    }
+    return (JSON.parse(response.body) as { tags?: string[] | null }).tags ?? [];
+  }
+
+  /**
+   * Deletes one tag, never another tag's image. A registry that deletes tags (distribution 3,
+   * DELETE of a tag reference) removes just the tag. Distribution 2.x deletes manifests by digest
+   * only, which removes every tag on that digest: the manifest is deleted only when no other tag
+   * of the repository points at it ("shared" otherwise), and only while the tag still names the
+   * digest this resource wrote ("moved" otherwise).
+   */
+  async deleteTag(
+    repository: string,
+    tag: string,
+    digest: string,
+  ): Promise<"deleted" | "absent" | "shared" | "moved"> {
+    const byTag = await this.v2(
+      "DELETE",
+      `${repository}/manifests/${tag}`,
+      `repository:${repository}:delete`,
+    );
+    if (byTag.status === 202 || byTag.status === 200) return "deleted";
+    const current = await this.manifestDigest(repository, tag);
+    if (current === undefined) return "absent";
+    if (current !== digest) return "moved";
+    for (const other of await this.listTags(repository)) {
+      if (other !== tag && (await this.manifestDigest(repository, other)) === digest) {
+        return "shared";
+      }
+    }
+    return this.deleteManifest(repository, digest);
+  }
+
   /** Deletes a manifest by digest; a manifest already gone is not an error. */
   async deleteManifest(repository: string, digest: string): Promise<"deleted" | "absent"> {
     const response = await this.v2(

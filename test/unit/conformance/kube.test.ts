@@ -3,6 +3,7 @@ import {
   ConformanceArgsError,
   actionEnvironment,
   actionScript,
+  deletePodArgs,
   deleteSuiteNamespacesArgs,
   getPodArgs,
   kubectlVersionArgs,
@@ -108,7 +109,7 @@ describe("kubectl command lines", function () {
       "json",
       "--request-timeout=20s",
     ]);
-    assert.deepEqual(deleteSuiteNamespacesArgs({ kubeconfig: "/k" }, "0a1b-2c"), [
+    assert.deepEqual(deleteSuiteNamespacesArgs({ kubeconfig: "/k" }, ["0a1b-2c"]), [
       "--kubeconfig",
       "/k",
       "delete",
@@ -118,7 +119,34 @@ describe("kubectl command lines", function () {
       "--ignore-not-found",
       "--wait=false",
     ]);
-    assert.throws(() => deleteSuiteNamespacesArgs(target, "x; rm -rf /"), /not an e2e run id/);
+    // Every Ginkgo process labels its namespaces with its own id: one selector for all.
+    assert.deepEqual(deleteSuiteNamespacesArgs({ kubeconfig: "/k" }, ["0a1b-2c", "3d4e-5f"]), [
+      "--kubeconfig",
+      "/k",
+      "delete",
+      "namespaces",
+      "--selector",
+      "e2e-run in (0a1b-2c,3d4e-5f)",
+      "--ignore-not-found",
+      "--wait=false",
+    ]);
+    assert.throws(
+      () => deleteSuiteNamespacesArgs(target, ["0a1b", "x; rm -rf /"]),
+      /not an e2e run id/,
+    );
+    assert.throws(() => deleteSuiteNamespacesArgs(target, []), /no e2e run id/);
+    assert.deepEqual(deletePodArgs({ kubeconfig: "/k" }, "conformance", "e2e-conformance-1"), [
+      "--kubeconfig",
+      "/k",
+      "delete",
+      "pod",
+      "e2e-conformance-1",
+      "--namespace",
+      "conformance",
+      "--ignore-not-found",
+      "--wait=false",
+      "--request-timeout=30s",
+    ]);
   });
 
   it("reads the server version, or says auto could not detect it", function () {

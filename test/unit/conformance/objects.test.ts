@@ -116,6 +116,7 @@ describe("conformance objects", function () {
       { name: "E2E_USE_GO_RUNNER", value: "true" },
       { name: "RESULTS_DIR", value: "/tmp/results" },
       { name: "KUBE_TEST_REPO_LIST", value: "/tmp/repo-list/repo-list.yaml" },
+      { name: "E2E_EXTRA_GINKGO_ARGS", value: "--timeout=20700s" },
     ]);
     assert.deepEqual(suite.volumeMounts, [
       { name: "output-volume", mountPath: "/tmp/results" },
@@ -139,7 +140,8 @@ describe("conformance objects", function () {
       env.E2E_EXTRA_ARGS,
       "--v=4 --e2e-docker-config-file=/tmp/docker-config/config.json --allowed-not-ready-nodes=1",
     );
-    assert.equal(env.E2E_EXTRA_GINKGO_ARGS, "--procs=4 --flake-attempts=2");
+    // The suite's own timeout comes from timeoutMinutes (default 360: 345 minutes).
+    assert.equal(env.E2E_EXTRA_GINKGO_ARGS, "--procs=4 --timeout=20700s --flake-attempts=2");
     assert.equal(env.E2E_DRYRUN, "true");
     assert.equal(env.E2E_EXTRA_ARGS_SEP, undefined);
     assert.ok(

@@ -5,6 +5,7 @@ import {
   DEFAULT_FOCUS,
   assertGoRegex,
   planConformanceRun,
+  suiteTimeoutSeconds,
 } from "../../../core/conformance";
 import { catalogForKubernetesVersion } from "../../../core/images";
 import { baseInput } from "./helpers";
@@ -86,11 +87,42 @@ describe("planConformanceRun", function () {
     assert.equal(plan.resultsDirectory, "/var/lib/conformance/lab/1");
     assert.deepEqual(plan.timeouts, {
       runSeconds: 360 * 60,
+      suiteSeconds: 345 * 60,
       startupSeconds: 600,
       progressSeconds: 30,
       pollSeconds: 10,
     });
     assert.equal(plan.failOnTestFailures, true);
+    assert.equal(plan.failOnNoTests, true);
+  });
+
+  it("checks the images the conformance image's e2e.test listed, not the shipped list, with no provenance warnings", function () {
+    const e2eImages = [
+      "registry.k8s.io/etcd:3.5.21-0",
+      "registry.k8s.io/e2e-test-images/agnhost:2.53",
+    ];
+    // 1.34 has no shipped list: the suite's own list is enough.
+    const plan = planConformanceRun(baseInput({ kubernetesVersion: "1.34.1", e2eImages }));
+    assert.deepEqual(plan.images.map((image) => image.source).sort(), [
+      "registry.k8s.io/conformance:v1.34.1",
+      "registry.k8s.io/e2e-test-images/agnhost:2.53",
+      "registry.k8s.io/e2e-test-images/busybox:1.36.1-1",
+      "registry.k8s.io/etcd:3.5.21-0",
+    ]);
+    assert.deepEqual(plan.warnings, []);
+    // The shipped list, when it stands in, brings no caveat text to the preview either.
+    assert.deepEqual(planConformanceRun(baseInput({ kubernetesVersion: "1.33.4" })).warnings, []);
+  });
+
+  it("gives the suite a ginkgo timeout that ends it before the run's own limit", function () {
+    // 5% margin, at least 2 and at most 15 minutes, never below half the limit.
+    assert.equal(suiteTimeoutSeconds(60 * 60), 57 * 60);
+    assert.equal(suiteTimeoutSeconds(10 * 60), 8 * 60);
+    assert.equal(suiteTimeoutSeconds(24 * 60 * 60), 24 * 60 * 60 - 15 * 60);
+    assert.equal(suiteTimeoutSeconds(60), 30);
+    const plan = planConformanceRun(baseInput({ timeoutMinutes: 120 }));
+    assert.equal(plan.timeouts.suiteSeconds, 114 * 60);
+    assert.ok(plan.timeouts.suiteSeconds < plan.timeouts.runSeconds);
   });
 
   it("puts the run id into the pod name and the results directory", function () {
@@ -190,6 +222,12 @@ describe("planConformanceRun", function () {
         { ginkgoArgs: ["--focus=x"] },
         "ginkgoArgs[0]",
         /use focus instead/,
+      ],
+      [
+        "ginkgo timeout given as a flag",
+        { ginkgoArgs: ["--timeout=24h"] },
+        "ginkgoArgs[0]",
+        /--timeout is set by the run itself; use timeoutMinutes instead/,
       ],
       [
         "a managed e2e flag",

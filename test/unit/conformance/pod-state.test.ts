@@ -108,8 +108,9 @@ describe("wait decision", function () {
       decideWait(running, { elapsedSeconds: 3901, runningSinceSeconds: 300 }, timeouts),
       {
         action: "fail",
-        message: "the suite did not finish within 3600s (timeoutMinutes)",
+        message: "the suite did not finish within 3600s (timeoutMinutes); the run pod was deleted",
         readable: true,
+        stopPod: true,
       },
     );
   });

@@ -179,7 +179,7 @@ describe("assembleImageSet", () => {
         assembleImageSet({
           kubernetesVersion: "1.31.4",
           includeCatalog: false,
-          extraImages: ["nginx:1.27", "quay.io/ok/image:1", "Foo/bar"],
+          extraImages: ["nginx:1.27", "quay.io/ok/image:1", "foo/Bar"],
           extraImagesSource: "images.extra",
         }),
       (error: unknown) => {
@@ -187,7 +187,7 @@ describe("assembleImageSet", () => {
         assert.equal(error.source, "images.extra[2]");
         assert.match(
           error.message,
-          /^images\.extra\[2\]: .*uppercase letters are not allowed in repository 'Foo\/bar'/,
+          /^images\.extra\[2\]: .*uppercase letters are not allowed in repository 'foo\/Bar'/,
         );
         assert.ok(error.cause instanceof InvalidImageReferenceError);
         return true;

@@ -27,7 +27,7 @@ describe("parseImageList", () => {
   });
 
   it("names source:line and the reason for a bad reference", () => {
-    const text = "# ok\nregistry.k8s.io/pause:3.10\n\nFoo/bar:1\n";
+    const text = "# ok\nregistry.k8s.io/pause:3.10\n\nfoo/Bar:1\n";
     assert.throws(
       () => parseImageList(text, "images/extra.txt"),
       (error: unknown) => {
@@ -35,7 +35,7 @@ describe("parseImageList", () => {
         assert.equal(error.sourceName, "images/extra.txt");
         assert.equal(error.lineNumber, 4);
         assert.match(error.message, /^images\/extra\.txt:4: /);
-        assert.match(error.message, /uppercase letters are not allowed in repository 'Foo\/bar'/);
+        assert.match(error.message, /uppercase letters are not allowed in repository 'foo\/Bar'/);
         return true;
       },
     );

@@ -21,6 +21,13 @@ const REAL_DIGEST = "sha256:dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c235
 describe("parseImageReference", () => {
   // Mostly from distribution/reference reference_test.go and normalize_test.go, normalised.
   const valid: Array<[input: string, expected: ImageReference, canonical: string]> = [
+    // distribution's normalisation: an uppercase first component is a registry host.
+    ["Foo/bar", { registry: "Foo", repository: "bar", tag: "latest" }, "Foo/bar:latest"],
+    [
+      "MyRegistry/team/app:1.0",
+      { registry: "MyRegistry", repository: "team/app", tag: "1.0" },
+      "MyRegistry/team/app:1.0",
+    ],
     [
       "nginx:1.27-alpine",
       { registry: "docker.io", repository: "library/nginx", tag: "1.27-alpine" },
@@ -188,7 +195,11 @@ describe("parseImageReference", () => {
 
   const invalid: Array<[input: string, reason: RegExp]> = [
     ["", /empty/],
-    ["Foo/bar", /uppercase letters are not allowed in repository 'Foo\/bar'/],
+    [
+      "Foo/Bar",
+      /uppercase letters are not allowed in repository 'Bar': a repository path is lowercase/,
+    ],
+    ["foo/Bar", /uppercase letters are not allowed in repository 'foo\/Bar'/],
     ["Uppercase:tag", /uppercase letters are not allowed in repository 'Uppercase'/],
     ["docker/Docker", /uppercase.*'docker\/Docker'/],
     ["test:5000/Uppercase/lowercase:tag", /uppercase.*'Uppercase\/lowercase'/],
@@ -243,7 +254,7 @@ describe("parseImageReference", () => {
   }
 
   it("tryParseImageReference returns undefined instead of throwing", () => {
-    assert.equal(tryParseImageReference("Foo/bar"), undefined);
+    assert.equal(tryParseImageReference("foo/Bar"), undefined);
     assert.deepEqual(tryParseImageReference("pause"), parseImageReference("pause"));
   });
 });

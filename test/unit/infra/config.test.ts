@@ -50,6 +50,26 @@ describe("stack config", function () {
     assert.deepEqual(values.registryNetworks, ["kind", "lab"]);
   });
 
+  it("fails the up on a run where no spec ran unless conformanceFailOnNoTests is false", function () {
+    const base = {
+      "airgap-conformance:kubernetesVersion": "1.31.4",
+      "airgap-conformance:conformanceEnabled": "true",
+    };
+    const strict = buildStackConfig(readTypedConfig(base, schema), schema.project);
+    assert.equal(strict.conformance.failOnNoTests, true);
+    const lenient = buildStackConfig(
+      readTypedConfig({ ...base, "airgap-conformance:conformanceFailOnNoTests": "false" }, schema),
+      schema.project,
+    );
+    assert.equal(lenient.conformance.failOnNoTests, false);
+    assert.equal(lenient.conformance.failOnTestFailures, true);
+    assert.throws(
+      () =>
+        readTypedConfig({ ...base, "airgap-conformance:conformanceFailOnNoTests": "no" }, schema),
+      /conformanceFailOnNoTests.*allowed: true or false/,
+    );
+  });
+
   for (const [key, raw, message] of [
     ["registryDeleteEnabled", "yes", /allowed: true or false/],
     ["registryNetworks", "kind", /allowed: a list of string values/],
