@@ -35,9 +35,12 @@ import { parseTransportReference } from "../core/images/e2e-images";
 import { resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
 import {
+  basicAuthorization,
+  nodeScriptFileName,
   openshiftFlavour,
   planNodeFiles,
   planOpenShiftMirror,
+  renderNodeScript,
   renderOpenShiftManifests,
   type RuntimeFlavour,
 } from "../core/nodes";
@@ -106,10 +109,18 @@ function mappingLines(config: StackConfig, project: string): { source: string; m
   return plan.copies.map((copy) => ({ source: copy.source, mirror: copy.mirrorReference }));
 }
 
+/** Stands in for the mirror password while rendering; replaced before anything is written. */
+const reviewPassword = "review-password-placeholder";
+
 /**
  * What NodeRegistryConfig would write on a node, as files for review under nodes/<node>/...: whole
  * files as they will be, containerd's config.toml as the table that is added, /etc/hosts as the
- * block that is inserted. Mirror passwords are not rendered (they live in Pulumi secrets).
+ * block that is inserted. The mirror password is a Pulumi secret and is never rendered: where a
+ * file carries credentials, it says which config key they come from. Also
+ * nodes/<node>/node-script.sh, the exact script the node runs (`sh -s apply < node-script.sh`,
+ * `sh -s delete < node-script.sh`), for nodes whose files carry no credentials; with
+ * credentials, that script exists only where the password does (Pulumi writes it for
+ * `manual://` nodes).
  */
 function nodeFilesForReview(
   config: StackConfig,
@@ -119,6 +130,11 @@ function nodeFilesForReview(
   const mirrorHost = mirrorHostFor(config);
   const scheme = config.mirror.external?.scheme ?? (config.registry.tls ? "https" : "http");
   const caCertificate = config.nodes.caFile ? readFileSync(config.nodes.caFile, "utf8") : undefined;
+  const certificateFile = config.registry.tls?.certificateFile;
+  const username = config.mirror.external
+    ? config.mirror.external.username
+    : config.registry.auth?.username;
+  const passwordKey = config.mirror.external ? "mirrorPassword" : "registryPassword";
   const plan = planNodeFiles({
     runtime: node.runtime as RuntimeFlavour,
     mirror: {
@@ -126,12 +142,26 @@ function nodeFilesForReview(
       scheme,
       caCertificate,
       skipVerify: config.mirror.insecure || undefined,
+      certificate:
+        node.runtime === "hosts" && certificateFile
+          ? readFileSync(certificateFile, "utf8")
+          : undefined,
+      auth: username ? { username, password: reviewPassword } : undefined,
     },
     upstreams: upstreamsForStack(config, project, mirrorHost),
     options: { forbidFallback: config.nodes.forbidFallback, ...config.nodes.k3s },
   });
+  const withoutPassword = (content: string): string =>
+    username
+      ? content
+          .replaceAll(
+            basicAuthorization({ username, password: reviewPassword }),
+            `Basic <base64 of ${username}:<${project}:${passwordKey}>>`,
+          )
+          .replaceAll(reviewPassword, `<${project}:${passwordKey}>`)
+      : content;
   const base = path.join("nodes", node.name);
-  return plan.files.flatMap((file) => {
+  const files = plan.files.flatMap((file) => {
     if (file.kind === "containerd-config") {
       return Object.entries(file.fragments).map(([version, fragment]) => ({
         name: path.join(base, `${file.path}.add-if-version-${version}`),
@@ -140,8 +170,11 @@ function nodeFilesForReview(
     }
     if (file.kind === "block")
       return [{ name: path.join(base, `${file.path}.block`), content: file.block }];
-    return [{ name: path.join(base, file.path), content: file.content }];
+    return [{ name: path.join(base, file.path), content: withoutPassword(file.content) }];
   });
+  if (plan.secret) return files;
+  const script = renderNodeScript(plan, { nodeName: node.name });
+  return [...files, { name: path.join(base, nodeScriptFileName), content: script }];
 }
 
 /** The OpenShift cluster objects the program declares, as one file for `oc apply -f`. */

@@ -262,7 +262,8 @@ export interface NodeEntry {
   runtime: string;
   access:
     | { kind: "docker-exec"; container: string }
-    | { kind: "ssh"; user?: string; port?: number; sudo?: boolean };
+    | { kind: "ssh"; user?: string; port?: number; sudo?: boolean }
+    | { kind: "manual" };
 }
 
 /** An ssh:// node's access with how its host key is checked. */
@@ -274,7 +275,7 @@ export interface SshHostKeyCheck {
 }
 
 const nodeEntryForm =
-  "docker://<container>?runtime=<flavour> or ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true]";
+  "docker://<container>?runtime=<flavour>, ssh://[user@]host[:port]?runtime=<flavour>[&name=<node>][&sudo=true] or manual://<node>?runtime=<flavour>";
 
 /** Parses one `nodes` entry; the error names the key and index. The flavour is checked by the component. */
 export function parseNodeEntry(key: string, entry: string): NodeEntry {
@@ -298,6 +299,12 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
       runtime,
       access: { kind: "docker-exec", container: host },
     };
+  }
+  if (url.protocol === "manual:") {
+    // Pulumi does not reach the node: its script is written for an operator to run.
+    if (!host || url.username || url.port || url.searchParams.has("sudo"))
+      throw new ConfigError(key, entry, nodeEntryForm);
+    return { name: url.searchParams.get("name") ?? host, runtime, access: { kind: "manual" } };
   }
   if (url.protocol === "ssh:") {
     if (url.password) {
@@ -361,6 +368,13 @@ function preloadOption(values: Record<string, Scalar>, key: (name: string) => st
   const preload = values.nodesPreload as boolean;
   if (!preload) return false;
   for (const entry of values.nodes as string[]) {
+    if (entry.startsWith("manual://")) {
+      throw new ConfigError(
+        key("nodesPreload"),
+        "true",
+        `false while nodes lists ${entry.split("?")[0]} (Pulumi does not reach manual nodes)`,
+      );
+    }
     const runtime = /[?&]runtime=([^&]+)/.exec(entry)?.[1];
     if (
       runtime !== undefined &&

@@ -3,11 +3,20 @@ import * as pulumi from "@pulumi/pulumi";
 import { ConformanceArgsError } from "../core/conformance";
 import { ConformanceRun } from "../components/conformance";
 import { ImageMirror, type ImageDestination, type LockDocument } from "../components/mirror";
-import { NodeRegistryArgsError, NodeRegistryConfig, type NodeReport } from "../components/nodes";
+import {
+  NodeRegistryArgsError,
+  NodeRegistryConfig,
+  type NodeRegistryConfigArgs,
+  type NodeReport,
+} from "../components/nodes";
 import { OpenShiftMirrorConfig } from "../components/nodes/openshift";
 import { NodeImagePreload } from "../components/nodes/preload";
 import { openshiftFlavour, type RuntimeFlavour } from "../core/nodes";
-import { RegistryArgsError, RegistryContainer } from "../components/registry";
+import {
+  RegistryArgsError,
+  RegistryContainer,
+  type RegistryContainerArgs,
+} from "../components/registry";
 import { renderRepoList } from "../core/images/repo-list";
 import {
   ConfigError,
@@ -38,6 +47,8 @@ export interface ProgramOutputs {
   archiveSize?: pulumi.Output<ArchiveSizeSummary>;
   openshiftMirrorObjects?: pulumi.Output<string[]>;
   openshiftMirrorWarnings?: pulumi.Output<string[]>;
+  /** manual:// nodes: where each one's script was written, by node name. */
+  nodeScripts?: pulumi.Output<Record<string, string>>;
   conformanceVerdict?: pulumi.Output<string>;
   conformancePassed?: pulumi.Output<number>;
   conformanceFailed?: pulumi.Output<number>;
@@ -59,8 +70,15 @@ export interface ProgramOutputs {
   };
 }
 
-/** Re-raises a component's argument error as a config error naming the stack config key. */
-function withRegistryConfigKeys<T>(project: string, declare: () => T): T {
+/**
+ * Re-raises a component's argument error as a config error naming the stack config key.
+ * `nodeKeys` overrides entries of the NodeRegistryConfig table for this stack.
+ */
+function withRegistryConfigKeys<T>(
+  project: string,
+  declare: () => T,
+  nodeKeys: Record<string, string> = {},
+): T {
   try {
     return declare();
   } catch (error) {
@@ -69,7 +87,7 @@ function withRegistryConfigKeys<T>(project: string, declare: () => T): T {
       if (key) throw new ConfigError(key, undefined, error.message);
     }
     if (error instanceof NodeRegistryArgsError) {
-      const key = configKeyForArg(project, nodeArgConfigKeys, error.arg);
+      const key = configKeyForArg(project, { ...nodeArgConfigKeys, ...nodeKeys }, error.arg);
       if (key) throw new ConfigError(key, undefined, error.message);
     }
     if (error instanceof ConformanceArgsError) {
@@ -80,29 +98,33 @@ function withRegistryConfigKeys<T>(project: string, declare: () => T): T {
   }
 }
 
+/** The registry container's arguments for this stack. */
+export function registryContainerArgs(config: StackConfig): RegistryContainerArgs {
+  return {
+    image: config.registry.image,
+    imageTar: config.registry.imageTar,
+    containerName: config.registry.containerName,
+    hostPort: config.registry.hostPort,
+    bindAddress: config.registry.bindAddress,
+    advertisedEndpoint: config.registry.advertisedEndpoint,
+    networks: config.registry.networks,
+    volumeName: config.registry.volumeName,
+    hostPath: config.registry.hostPath,
+    retainStorage: config.registry.retainStorage,
+    deleteEnabled: config.registry.deleteEnabled,
+    tls: config.registry.tls,
+    auth: config.registry.auth,
+    restartPolicy: config.registry.restartPolicy,
+    extraSettings: config.registry.extraSettings,
+    dockerHost: config.dockerHost,
+    checkHostPort: config.registry.checkHostPort,
+  };
+}
+
 function declareRegistry(config: StackConfig, project: string): RegistryContainer {
   return withRegistryConfigKeys(
     project,
-    () =>
-      new RegistryContainer("registry", {
-        image: config.registry.image,
-        imageTar: config.registry.imageTar,
-        containerName: config.registry.containerName,
-        hostPort: config.registry.hostPort,
-        bindAddress: config.registry.bindAddress,
-        advertisedEndpoint: config.registry.advertisedEndpoint,
-        networks: config.registry.networks,
-        volumeName: config.registry.volumeName,
-        hostPath: config.registry.hostPath,
-        retainStorage: config.registry.retainStorage,
-        deleteEnabled: config.registry.deleteEnabled,
-        tls: config.registry.tls,
-        auth: config.registry.auth,
-        restartPolicy: config.registry.restartPolicy,
-        extraSettings: config.registry.extraSettings,
-        dockerHost: config.dockerHost,
-        checkHostPort: config.registry.checkHostPort,
-      }),
+    () => new RegistryContainer("registry", registryContainerArgs(config)),
   );
 }
 
@@ -111,6 +133,13 @@ function mirrorDestination(
   config: StackConfig,
   registry: RegistryContainer | undefined,
 ): { destination: ImageDestination; password?: pulumi.Input<string> } {
+  return mirrorDestinationFor(config, registry?.settings);
+}
+
+function mirrorDestinationFor(
+  config: StackConfig,
+  registrySettings: RegistryContainer["settings"] | undefined,
+): { destination: ImageDestination; password?: pulumi.Input<string> } {
   if (config.images.destination === "archive") {
     return { destination: { kind: "archive", directory: config.images.archiveDirectory! } };
   }
@@ -118,8 +147,8 @@ function mirrorDestination(
     caFile: config.mirror.caFile,
     insecureSkipVerify: config.mirror.insecure || undefined,
   };
-  if (registry) {
-    const settings = registry.settings;
+  if (registrySettings) {
+    const settings = registrySettings;
     return {
       destination: {
         kind: "registry",
@@ -236,6 +265,9 @@ export function defineProgram(
   if (config.nodes.list.some((node) => node.runtime !== openshiftFlavour)) {
     const nodes = declareNodes(config, project, registry, mirror, e2eImages);
     outputs.nodeFiles = nodes.nodes;
+    if (config.nodes.list.some((node) => node.access.kind === "manual")) {
+      outputs.nodeScripts = nodes.manualScripts;
+    }
     nodeResources.push(nodes);
   }
   if (config.nodes.preload && mirror) {
@@ -263,20 +295,24 @@ export function defineProgram(
   return outputs;
 }
 
-/** Each node's runtime told to pull through the mirror, once the images are in. */
-function declareNodes(
+/**
+ * What NodeRegistryConfig is given for this stack: the nodes, and the mirror exactly as the
+ * run names it (its node endpoint, scheme, CA, and the credentials every node pulls with).
+ * Pure but for reading the CA file; the CLI renders node files from the same arguments.
+ */
+export function nodeRegistryArgs(
   config: StackConfig,
   project: string,
-  registry: RegistryContainer | undefined,
-  mirror: ImageMirror | undefined,
-  e2eImages: StackE2eImages,
-): NodeRegistryConfig {
+  registrySettings: RegistryContainer["settings"] | undefined,
+  e2eImages: StackE2eImages = { kind: "off" },
+): NodeRegistryConfigArgs {
   const key = (name: string) => `${project}:${name}`;
-  const { destination, password } = mirrorDestination(
+  const { destination, password } = mirrorDestinationFor(
     { ...config, images: { ...config.images, destination: "registry" } },
-    registry,
+    registrySettings,
   );
   if (destination.kind !== "registry") throw new Error("unreachable: nodes need a registry mirror");
+  // OpenShift nodes get cluster objects instead (declareOpenShiftMirror).
   const nodeList = config.nodes.list.filter((node) => node.runtime !== openshiftFlavour);
   const needsKey = nodeList.some((node) => node.access.kind === "ssh");
   if (needsKey && !config.nodes.sshPrivateKey) {
@@ -298,44 +334,68 @@ function declareNodes(
       );
     }
   }
-  const k3sNodes = nodeList.some((node) => node.runtime === "k3s" || node.runtime === "rke2");
+  // hosts nodes check the mirror's own certificate covers every spoofed name (preview).
+  const hostsNodes = nodeList.some((node) => node.runtime === "hosts");
+  const certificateFile = config.registry.tls?.certificateFile;
+  let certificate: string | undefined;
+  if (hostsNodes && certificateFile) {
+    try {
+      certificate = readFileSync(certificateFile, "utf8");
+    } catch (error) {
+      throw new ConfigError(
+        key("registryTlsCertificateFile"),
+        certificateFile,
+        `a readable PEM file (${(error as Error).message})`,
+      );
+    }
+  }
+  return {
+    nodes: nodeList.map((node) => ({
+      name: node.name,
+      address: node.address,
+      // Checked against the known flavours by NodeRegistryConfig (the error names `nodes`).
+      runtime: node.runtime as RuntimeFlavour,
+      access:
+        node.access.kind === "ssh"
+          ? { ...node.access, ...node.hostKeyCheck, privateKey: config.nodes.sshPrivateKey! }
+          : node.access,
+    })),
+    mirror: {
+      endpoint: destination.nodeEndpoint,
+      scheme: destination.access.scheme,
+      caCertificate,
+      certificate,
+      skipVerify: destination.access.insecureSkipVerify,
+      // Every node pulls the run's images with the mirror's credentials: a flavour that cannot
+      // carry them is refused at preview (naming the key below), never a 401 during the run.
+      auth: destination.access.username
+        ? { username: destination.access.username, password }
+        : undefined,
+    },
+    upstreams: upstreamsForStack(config, project, destination.nodeEndpoint, e2eImages),
+    forbidFallback: config.nodes.forbidFallback,
+    k3s: config.nodes.k3s,
+  };
+}
+
+/** Each node's runtime told to pull through the mirror, once the images are in. */
+function declareNodes(
+  config: StackConfig,
+  project: string,
+  registry: RegistryContainer | undefined,
+  mirror: ImageMirror | undefined,
+  e2eImages: StackE2eImages,
+): NodeRegistryConfig {
   return withRegistryConfigKeys(
     project,
     () =>
       new NodeRegistryConfig(
         "nodes",
-        {
-          nodes: nodeList.map((node) => ({
-            name: node.name,
-            address: node.address,
-            // Checked against the known flavours by NodeRegistryConfig (the error names `nodes`).
-            runtime: node.runtime as RuntimeFlavour,
-            access:
-              node.access.kind === "ssh"
-                ? {
-                    ...node.access,
-                    ...node.hostKeyCheck,
-                    privateKey: config.nodes.sshPrivateKey!,
-                  }
-                : node.access,
-          })),
-          mirror: {
-            endpoint: destination.nodeEndpoint,
-            scheme: destination.access.scheme,
-            caCertificate,
-            skipVerify: destination.access.insecureSkipVerify,
-            // Only k3s/rke2 take registry credentials in their node configuration.
-            auth:
-              k3sNodes && destination.access.username
-                ? { username: destination.access.username, password }
-                : undefined,
-          },
-          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint, e2eImages),
-          forbidFallback: config.nodes.forbidFallback,
-          k3s: config.nodes.k3s,
-        },
+        nodeRegistryArgs(config, project, registry?.settings, e2eImages),
         { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
       ),
+    // The mirror's user name comes from registryUsername, or mirrorUsername for another registry.
+    config.mirror.external ? { "mirror.auth": "mirrorUsername" } : {},
   );
 }
 
@@ -349,20 +409,32 @@ function declarePreload(
     { ...config, images: { ...config.images, destination: "registry" } },
     registry,
   );
-  if (destination.kind !== "registry")
+  if (destination.kind !== "registry") {
     throw new Error("unreachable: preload needs a registry mirror");
+  }
   return new NodeImagePreload(
     "preload",
     {
-      nodes: config.nodes.list.map((node) => ({
-        name: node.name,
-        address: node.address,
-        runtime: node.runtime,
-        access:
-          node.access.kind === "ssh"
-            ? { ...node.access, ...node.hostKeyCheck, privateKey: config.nodes.sshPrivateKey! }
-            : node.access,
-      })),
+      // manual:// nodes are refused with nodesPreload by the config (Pulumi cannot reach them).
+      nodes: config.nodes.list.flatMap((node) =>
+        node.access.kind === "manual"
+          ? []
+          : [
+              {
+                name: node.name,
+                address: node.address,
+                runtime: node.runtime,
+                access:
+                  node.access.kind === "ssh"
+                    ? {
+                        ...node.access,
+                        ...node.hostKeyCheck,
+                        privateKey: config.nodes.sshPrivateKey!,
+                      }
+                    : node.access,
+              },
+            ],
+      ),
       mirror: { endpoint: destination.nodeEndpoint, scheme: destination.access.scheme },
       images: mirror.mapping,
     },

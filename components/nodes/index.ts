@@ -1,8 +1,11 @@
+import { mkdirSync, writeFileSync } from "node:fs";
+import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import {
   type NodeUpstream,
   type RuntimeFlavour,
+  nodeScriptFileName,
   planNodeFiles,
   renderNodeScript,
 } from "../../core/nodes";
@@ -45,13 +48,24 @@ export interface NodeDockerExecAccess {
   readonly container?: string;
 }
 
+/**
+ * A node Pulumi does not reach (no SSH from the machine running Pulumi, a change window, another
+ * team's hosts): no command is declared for it. Its script is written on the machine running
+ * Pulumi to `<manualScriptDir>/<node>/node-script.sh` (mode 0600: it may carry the mirror
+ * password) and exported in `manualScripts`; an operator copies it to the node and runs, as
+ * root, `sh -s apply < node-script.sh`, and after destroy `sh -s delete < node-script.sh`.
+ */
+export interface NodeManualAccess {
+  readonly kind: "manual";
+}
+
 /** One cluster node. */
 export interface NodeRegistryNode {
   /** The node's name (as Kubernetes knows it); also names its resource `<name>-<node>`. */
   readonly name: string;
   /** IP or DNS name to connect to; required for SSH. */
   readonly address?: string;
-  readonly access: NodeSshAccess | NodeDockerExecAccess;
+  readonly access: NodeSshAccess | NodeDockerExecAccess | NodeManualAccess;
   /**
    * Which configuration the node's runtime reads: `containerd` (1.x, hosts.toml + config.toml
    * version 2), `containerd2` (2.x, version 3), `k3s`/`rke2` (registries.yaml), `crio`/`podman`
@@ -73,6 +87,11 @@ export interface NodeRegistryMirror {
   readonly caCertificate?: string;
   /** Skip certificate verification (https only). Prefer caCertificate. */
   readonly skipVerify?: boolean;
+  /**
+   * PEM of the mirror's own certificate. Required by `hosts` nodes: checked at preview to cover
+   * every spoofed upstream name and the mirror's IP.
+   */
+  readonly certificate?: string;
   /** Mirror credentials (k3s/rke2 nodes only). The password is kept as a Pulumi secret. */
   readonly auth?: { readonly username?: string; readonly password?: pulumi.Input<string> };
 }
@@ -95,15 +114,25 @@ export interface NodeRegistryConfigArgs {
    * (nodes serve images to each other). Both default false.
    */
   readonly k3s?: { readonly systemDefaultRegistry?: boolean; readonly embeddedRegistry?: boolean };
+  /**
+   * Where the scripts of `manual` nodes are written on the machine running Pulumi, one
+   * `<node>/node-script.sh` each. Default `node-scripts` (relative to the working directory).
+   */
+  readonly manualScriptDir?: string;
   /** Where each node keeps backups and its record of changes. Default `/var/lib/airgap-conformance/node-registry`. */
   readonly stateDir?: string;
 }
 
 /** The part of a node's resource name that says how it is reached (`ssh-<host>[-<port>]`, `docker-<container>`). */
 export function nodeResourceKey(access: ResolvedNode["access"]): string {
-  return access.kind === "ssh"
-    ? `ssh-${access.host.replace(/:/g, ".")}${access.port === 22 ? "" : `-${access.port}`}`
-    : `docker-${access.container}`;
+  switch (access.kind) {
+    case "ssh":
+      return `ssh-${access.host.replace(/:/g, ".")}${access.port === 22 ? "" : `-${access.port}`}`;
+    case "docker-exec":
+      return `docker-${access.container}`;
+    case "manual":
+      return `manual-${access.node}`;
+  }
 }
 
 /**
@@ -117,6 +146,8 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
   public readonly nodes: pulumi.Output<NodeReport[]>;
   /** The script each node runs, by node name (secret when it carries the mirror password). */
   public readonly scripts: pulumi.Output<Record<string, string>>;
+  /** Where the script of each `manual` node was written, by node name. */
+  public readonly manualScripts: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: NodeRegistryConfigArgs, opts?: pulumi.ComponentResourceOptions) {
     super("airgap:nodes:NodeRegistryConfig", name, {}, opts);
@@ -137,13 +168,14 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
                 hasPrivateKey:
                   node.access.privateKey !== undefined && node.access.privateKey !== "",
               }
-            : (node.access as NodeDockerExecAccess),
+            : (node.access as NodeDockerExecAccess | NodeManualAccess),
       })),
       mirror: {
         endpoint: args.mirror?.endpoint,
         scheme: args.mirror?.scheme,
         caCertificate: args.mirror?.caCertificate,
         skipVerify: args.mirror?.skipVerify,
+        certificate: args.mirror?.certificate,
         auth: args.mirror?.auth
           ? { username: args.mirror.auth.username, hasPassword: password !== undefined }
           : undefined,
@@ -172,6 +204,7 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
                 scheme: settings.mirror.scheme,
                 caCertificate: args.mirror.caCertificate,
                 skipVerify: args.mirror.skipVerify,
+                certificate: args.mirror.certificate,
                 auth: { username: args.mirror.auth!.username!, password: secretPassword },
               },
               upstreams: args.upstreams,
@@ -184,10 +217,24 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
     };
 
     const scripts: Record<string, pulumi.Output<string>> = {};
+    const manualScripts: Record<string, pulumi.Output<string>> = {};
     const commands: pulumi.Resource[] = [];
+    const manualDir = args.manualScriptDir ?? "node-scripts";
     for (const [index, node] of settings.nodes.entries()) {
       const script = scriptFor(node);
       scripts[node.name] = script;
+      if (node.access.kind === "manual") {
+        // No command: the operator runs the script. Written on `up` only, not at preview.
+        const file = path.resolve(manualDir, node.name, nodeScriptFileName);
+        manualScripts[node.name] = script.apply((text) => {
+          if (!pulumi.runtime.isDryRun()) {
+            mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+            writeFileSync(file, text, { mode: 0o600 });
+          }
+          return file;
+        });
+        continue;
+      }
       // Keyed by how the node is reached: renaming its entry keeps the resource (an update), where
       // a new resource would apply first and the old one's delete would then restore the files.
       // The alias adopts a resource named after the node by an earlier version.
@@ -230,7 +277,7 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
             childOpts,
           ),
         );
-      } else {
+      } else if (node.access.kind === "docker-exec") {
         commands.push(
           new command.local.Command(
             childName,
@@ -251,6 +298,11 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
       .all(commands.map((resource) => (resource as command.local.Command).stdout))
       .apply(() => settings.nodes.map((node) => nodeReport(node, settings.stateDir)));
     this.scripts = pulumi.all(scripts);
-    this.registerOutputs({ nodes: this.nodes, scripts: this.scripts });
+    this.manualScripts = pulumi.all(manualScripts);
+    this.registerOutputs({
+      nodes: this.nodes,
+      scripts: this.scripts,
+      manualScripts: this.manualScripts,
+    });
   }
 }

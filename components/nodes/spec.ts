@@ -40,7 +40,8 @@ export type NodeAccessInput =
       hasPrivateKey: boolean;
       sudo?: boolean;
     }
-  | { kind: "docker-exec"; container?: string };
+  | { kind: "docker-exec"; container?: string }
+  | { kind: "manual" };
 
 export interface NodeInput {
   name: string;
@@ -57,6 +58,8 @@ export interface NodeRegistrySettingsInput {
     caCertificate?: string;
     skipVerify?: boolean;
     auth?: { username?: string; hasPassword: boolean };
+    /** The mirror's own certificate (PEM); the hosts flavour checks its names. */
+    certificate?: string;
   };
   upstreams: NodeUpstream[];
   forbidFallback?: boolean;
@@ -68,7 +71,8 @@ export interface NodeRegistrySettingsInput {
 /** How one node is reached, resolved. */
 export type ResolvedAccess =
   | { kind: "ssh"; host: string; port: number; user: string; sudo: boolean }
-  | { kind: "docker-exec"; container: string };
+  | { kind: "docker-exec"; container: string }
+  | { kind: "manual"; node: string };
 
 export interface ResolvedNode {
   name: string;
@@ -151,16 +155,30 @@ function resolveAccess(node: NodeInput, at: string): ResolvedAccess {
     }
     return { kind: "docker-exec", container };
   }
+  if (access?.kind === "manual") {
+    if (node.address !== undefined && !isValidAddress(node.address)) {
+      throw new NodeRegistryArgsError(
+        `${at}.address`,
+        `'${node.address}' is not an IP address or DNS name`,
+      );
+    }
+    return { kind: "manual", node: node.name };
+  }
   throw new NodeRegistryArgsError(
     `${at}.access.kind`,
-    `'${String((access as { kind?: unknown } | undefined)?.kind)}' is not an access kind; use ssh or docker-exec`,
+    `'${String((access as { kind?: unknown } | undefined)?.kind)}' is not an access kind; use ssh, docker-exec or manual`,
   );
 }
 
 function accessKey(access: ResolvedAccess): string {
-  return access.kind === "ssh"
-    ? `ssh://${access.user}@${access.host}:${access.port}`
-    : `docker-exec:${access.container}`;
+  switch (access.kind) {
+    case "ssh":
+      return `ssh://${access.user}@${access.host}:${access.port}`;
+    case "docker-exec":
+      return `docker-exec:${access.container}`;
+    case "manual":
+      return `manual:${access.node}`;
+  }
 }
 
 /**
@@ -248,6 +266,7 @@ export function resolveNodeRegistrySettings(
           caCertificate: input.mirror.caCertificate,
           skipVerify: input.mirror.skipVerify,
           auth,
+          certificate: input.mirror.certificate,
         },
         upstreams: input.upstreams ?? [],
         options: { forbidFallback: input.forbidFallback ?? false, ...input.k3s },
@@ -263,7 +282,9 @@ export function resolveNodeRegistrySettings(
     const accessKind: NodeAccessKind =
       access.kind === "ssh"
         ? { kind: "ssh", sudo: access.sudo }
-        : { kind: "docker-exec", container: access.container };
+        : access.kind === "docker-exec"
+          ? { kind: "docker-exec", container: access.container }
+          : { kind: "manual" };
     return {
       name: node.name,
       runtime: node.runtime,

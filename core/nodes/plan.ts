@@ -6,11 +6,13 @@
  */
 
 import { X509Certificate } from "node:crypto";
+import { isIP } from "node:net";
 import {
   type ContainerdConfigVersion,
   renderContainerdConfigFile,
   renderContainerdConfigFragment,
   renderContainerdHostsToml,
+  renderContainerdMirrorHostsToml,
   containerdHostsTomlPath,
   renderHostsBlock,
   renderRegistriesConfDropIn,
@@ -39,8 +41,13 @@ export const mirrorCaPath = "/etc/airgap-conformance/mirror-ca.crt";
 /** CRI-O/Podman find a registry's CA only by directory name: certs.d/<host:port>/ca.crt. */
 export const containersCertsDir = "/etc/containers/certs.d";
 export const registriesConfDropInPath = "/etc/containers/registries.conf.d/50-airgap-mirror.conf";
-/** hosts spoofing: the CA joins the system trust store (update-ca-certificates). */
+/**
+ * hosts spoofing: the CA joins the system trust store, where update-ca-certificates (Debian,
+ * Ubuntu, SUSE) reads it; on nodes with update-ca-trust (RHEL, Fedora) the script puts it in
+ * {@link systemCaPathRhel} instead.
+ */
 export const systemCaPath = "/usr/local/share/ca-certificates/airgap-conformance-mirror.crt";
+export const systemCaPathRhel = "/etc/pki/ca-trust/source/anchors/airgap-conformance-mirror.crt";
 export const etcHostsPath = "/etc/hosts";
 
 /** What must happen on the node after a file changed (or was restored). */
@@ -116,6 +123,11 @@ export interface NodeMirrorInput {
   readonly caCertificate?: string;
   readonly skipVerify?: boolean;
   readonly auth?: { readonly username: string; readonly password: string };
+  /**
+   * PEM of the mirror's own (server) certificate. The hosts flavour needs it: the plan checks
+   * that it covers every spoofed name and the mirror's address before anything is deployed.
+   */
+  readonly certificate?: string;
 }
 
 export interface NodePlanInput {
@@ -124,6 +136,14 @@ export interface NodePlanInput {
   readonly upstreams: readonly NodeUpstream[];
   readonly options?: NodeRenderOptions;
 }
+
+/** Runtime flavours whose node files can carry the mirror's credentials. */
+export const runtimesTakingCredentials: readonly RuntimeFlavour[] = [
+  "containerd",
+  "containerd2",
+  "k3s",
+  "rke2",
+];
 
 /** Where a runtime flavour expects the mirror's CA. */
 export function mirrorCaPathFor(runtime: RuntimeFlavour, endpoint: string): string {
@@ -148,6 +168,39 @@ function checkedCaPem(pem: string): string {
     );
   }
   return pem.endsWith("\n") ? pem : `${pem}\n`;
+}
+
+/**
+ * A spoofed name is only pulled if the mirror's certificate is valid for it: checked here, at
+ * preview, rather than found by the first pod that cannot pull.
+ */
+function checkCertificateCovers(pem: string | undefined, names: readonly string[]): void {
+  if (pem === undefined) {
+    throw new NodeConfigError(
+      "mirror.certificate",
+      `hosts spoofing needs the mirror's own certificate (PEM) to check that it covers ${names.join(", ")}`,
+    );
+  }
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(pem);
+  } catch (error) {
+    throw new NodeConfigError(
+      "mirror.certificate",
+      `is not a PEM certificate (${(error as Error).message})`,
+    );
+  }
+  const uncovered = names.filter((name) =>
+    isIP(name) === 0
+      ? certificate.checkHost(name, { subject: "never" }) === undefined
+      : certificate.checkIP(name) === undefined,
+  );
+  if (uncovered.length > 0) {
+    throw new NodeConfigError(
+      "mirror.certificate",
+      `does not cover ${uncovered.join(", ")} (it names ${certificate.subjectAltName ?? "no subject alternative names"}); hosts spoofing needs a certificate whose subject alternative names include every spoofed name and the mirror's IP`,
+    );
+  }
 }
 
 function wholeFile(
@@ -189,10 +242,17 @@ export function planNodeFiles(input: NodePlanInput): NodePlan {
     auth: given.auth,
   };
   validateNodeMirror(mirror);
-  if (mirror.auth && runtime !== "k3s" && runtime !== "rke2") {
+  if (mirror.auth && !runtimesTakingCredentials.includes(runtime)) {
     throw new NodeConfigError(
       "mirror.auth",
-      `credentials can only be given to k3s/rke2 nodes (registries.yaml); ${runtime} nodes need a mirror that allows anonymous pulls`,
+      `${runtime} nodes cannot be given the mirror's credentials (only ${runtimesTakingCredentials.join(", ")} nodes can), so every pull would fail with 401; use a mirror that allows anonymous pulls for these nodes, or another runtime flavour`,
+    );
+  }
+  const mirrorItself = upstreams.findIndex((upstream) => upstream.registry === mirror.endpoint);
+  if (mirrorItself >= 0) {
+    throw new NodeConfigError(
+      `upstreams[${mirrorItself}].registry`,
+      `'${mirror.endpoint}' is the mirror itself, which nodes always reach under its own name; list only the registries it stands in for`,
     );
   }
 
@@ -218,13 +278,24 @@ export function planNodeFiles(input: NodePlanInput): NodePlan {
   switch (runtime) {
     case "containerd":
     case "containerd2": {
+      // With credentials, every hosts.toml naming the mirror carries its Authorization header.
+      const secret = mirror.auth !== undefined;
+      // containerd re-reads hosts.toml on every pull: no restart.
+      files.push(
+        wholeFile(
+          containerdHostsTomlPath(containerdHostsDir, mirror.endpoint),
+          renderContainerdMirrorHostsToml(mirror),
+          "none",
+          secret,
+        ),
+      );
       for (const upstream of upstreams) {
         files.push(
           wholeFile(
             containerdHostsTomlPath(containerdHostsDir, upstream.registry),
             renderContainerdHostsToml(upstream, mirror, options),
-            // containerd re-reads hosts.toml on every pull.
             "none",
+            secret,
           ),
         );
       }
@@ -268,6 +339,10 @@ export function planNodeFiles(input: NodePlanInput): NodePlan {
     }
     case "hosts": {
       const block = renderHostsBlock(mirror, upstreams);
+      checkCertificateCovers(given.certificate, [
+        ...upstreams.flatMap((upstream) => spoofedHostnames(upstream.registry)),
+        parseMirrorEndpoint(mirror.endpoint, mirror.scheme).host,
+      ]);
       files.push({
         kind: "block",
         path: etcHostsPath,

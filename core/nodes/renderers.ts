@@ -33,9 +33,42 @@ export function containerdMirrorUrl(mirror: NodeMirror, upstream: NodeUpstream):
   return upstream.pathPrefix === undefined ? base : `${base}/v2/${upstream.pathPrefix}`;
 }
 
-/** Directory containerd reads for an upstream: `<hostsDir>/<registry>/hosts.toml`. */
+/**
+ * The directory name containerd looks for first for a registry host. For `host:port` it tries
+ * `host_port_` before `host:port` (and `_default` last), on every version since 1.5 and on
+ * every OS, so a file there cannot be shadowed by another directory for the same host.
+ */
+export function containerdHostDirectoryName(host: string): string {
+  const colon = host.lastIndexOf(":");
+  return colon > 0 ? `${host.slice(0, colon)}_${host.slice(colon + 1)}_` : host;
+}
+
+/** The hosts.toml containerd reads for a registry host (see {@link containerdHostDirectoryName}). */
 export function containerdHostsTomlPath(hostsDir: string, registry: string): string {
-  return `${hostsDir}/${registry}/hosts.toml`;
+  return `${hostsDir}/${containerdHostDirectoryName(registry)}/hosts.toml`;
+}
+
+/** `Basic <base64 user:password>`, the header a registry with htpasswd auth accepts. */
+export function basicAuthorization(auth: { username: string; password: string }): string {
+  return `Basic ${Buffer.from(`${auth.username}:${auth.password}`, "utf8").toString("base64")}`;
+}
+
+/** TLS settings, in hosts.toml's own keys, for a host that is the mirror. */
+function mirrorHostSettings(mirror: NodeMirror): string[] {
+  const settings: string[] = [];
+  if (mirror.caFile !== undefined) settings.push(`ca = ${tomlString(mirror.caFile)}`);
+  if (mirror.skipVerify) settings.push("skip_verify = true");
+  return settings;
+}
+
+/** The `header` table lines sending the mirror's credentials (none without auth). */
+function mirrorHeaderLines(mirror: NodeMirror, table: string, indent: string): string[] {
+  if (!mirror.auth) return [];
+  return [
+    "",
+    `${indent}[${table}]`,
+    `${indent}  Authorization = ${tomlString(basicAuthorization(mirror.auth))}`,
+  ];
 }
 
 /**
@@ -49,9 +82,10 @@ export function renderContainerdHostsToml(
   mirror: NodeMirror,
   options: NodeRenderOptions = {},
 ): string {
-  const hostSettings: string[] = [`capabilities = ${tomlStringArray(["pull", "resolve"])}`];
-  if (mirror.caFile !== undefined) hostSettings.push(`ca = ${tomlString(mirror.caFile)}`);
-  if (mirror.skipVerify) hostSettings.push("skip_verify = true");
+  const hostSettings: string[] = [
+    `capabilities = ${tomlStringArray(["pull", "resolve"])}`,
+    ...mirrorHostSettings(mirror),
+  ];
   if (upstream.pathPrefix !== undefined) hostSettings.push("override_path = true");
   const mirrorUrl = containerdMirrorUrl(mirror, upstream);
   if (options.forbidFallback) {
@@ -60,16 +94,37 @@ export function renderContainerdHostsToml(
       `# ${upstream.registry} is pulled from the mirror only: no fallback to the upstream.`,
       `server = ${tomlString(mirrorUrl)}`,
       ...hostSettings,
+      ...mirrorHeaderLines(mirror, "header", ""),
       "",
     ].join("\n");
   }
+  const hostTable = `host.${tomlString(mirrorUrl)}`;
   return [
     `# ${generatedBy}`,
     `# ${upstream.registry} is pulled through the mirror; the upstream is only tried after it.`,
     `server = ${tomlString(upstreamServerUrl(upstream.registry))}`,
     "",
-    `[host.${tomlString(mirrorUrl)}]`,
+    `[${hostTable}]`,
     ...hostSettings.map((line) => `  ${line}`),
+    // Only the mirror gets the credentials: the upstream server never sees them.
+    ...mirrorHeaderLines(mirror, `${hostTable}.header`, "  "),
+    "",
+  ].join("\n");
+}
+
+/**
+ * containerd `hosts.toml` for the mirror's own name (`<endpoint>/...`, what the run pod and
+ * KUBE_TEST_REPO_LIST name): the mirror is the server, with its scheme (containerd assumes
+ * https without it), its CA or skip_verify, and its credentials as an Authorization header.
+ */
+export function renderContainerdMirrorHostsToml(mirror: NodeMirror): string {
+  return [
+    `# ${generatedBy}`,
+    `# ${mirror.endpoint} is the mirror itself: references that name it are pulled from it.`,
+    `server = ${tomlString(`${mirror.scheme}://${mirror.endpoint}`)}`,
+    `capabilities = ${tomlStringArray(["pull", "resolve"])}`,
+    ...mirrorHostSettings(mirror),
+    ...mirrorHeaderLines(mirror, "header", ""),
     "",
   ].join("\n");
 }
@@ -120,8 +175,9 @@ function yamlText(value: unknown): string {
 }
 
 /**
- * k3s/rke2 `registries.yaml`: every upstream mirrored to the endpoint (with its scheme: k3s
- * defaults to https), a `rewrite` for an upstream under a path prefix, and the mirror's TLS and
+ * k3s/rke2 `registries.yaml`: the mirror's own name as a mirror of itself (so references that
+ * name it are pulled with its scheme: k3s defaults to https), every upstream mirrored to the
+ * endpoint, a `rewrite` for an upstream under a path prefix, and the mirror's TLS and
  * credentials under `configs."<host:port>"`.
  */
 export function renderRegistriesYaml(
@@ -130,7 +186,7 @@ export function renderRegistriesYaml(
   options: NodeRenderOptions = {},
 ): string {
   const endpoint = `${mirror.scheme}://${mirror.endpoint}`;
-  const mirrors: Record<string, unknown> = {};
+  const mirrors: Record<string, unknown> = { [mirror.endpoint]: { endpoint: [endpoint] } };
   for (const upstream of upstreams) {
     mirrors[upstream.registry] =
       upstream.pathPrefix === undefined
@@ -165,7 +221,9 @@ export function renderRancherNoFallbackConfig(): string {
  * containers-registries.conf v2 drop-in (CRI-O, Podman). `pull-from-mirror = "all"` so tag pulls
  * use the mirror too: OpenShift's digest-only mirrors skip them, which breaks the e2e images.
  * `insecure` only for plain http or skipVerify. With `forbidFallback` each upstream prefix is
- * remapped to the mirror, so the upstream itself is never contacted.
+ * remapped to the mirror, so the upstream itself is never contacted. The mirror's own name gets
+ * a registry of its own, so references that name it are pulled over plain http when it is
+ * http (its CA is found by directory name: certs.d/<endpoint>/ca.crt).
  */
 export function renderRegistriesConfDropIn(
   mirror: NodeMirror,
@@ -178,6 +236,11 @@ export function renderRegistriesConfDropIn(
     options.forbidFallback
       ? "# Each upstream is remapped to the mirror: no fallback to the upstream."
       : '# pull-from-mirror = "all": tag pulls use the mirror too, not only digest pulls.',
+    "",
+    `# ${mirror.endpoint} is the mirror itself: references that name it are pulled from it.`,
+    "[[registry]]",
+    `location = ${tomlString(mirror.endpoint)}`,
+    ...(insecure ? ["insecure = true"] : []),
   ];
   for (const upstream of upstreams) {
     const location =
@@ -211,17 +274,24 @@ export function spoofedHostnames(registry: string): string[] {
 }
 
 /**
- * /etc/hosts lines sending every upstream name to the mirror's IP (the xcluster way). Works
- * only when the mirror listens where the runtime expects the upstream: port 80 for http, 443
- * for https (with a certificate for the upstream names the node trusts), and without paths.
+ * /etc/hosts lines sending every upstream name to the mirror's IP (the xcluster way). Runtimes
+ * reach registry.k8s.io, docker.io and the like over https on port 443 only (plain http on port
+ * 80 is never tried for them), so the mirror must serve https on 443, with a certificate for
+ * every spoofed name that the node trusts, and hold the images without path prefixes.
  */
 export function renderHostsBlock(mirror: NodeMirror, upstreams: readonly NodeUpstream[]): string {
   const address = parseMirrorEndpoint(mirror.endpoint, mirror.scheme);
-  const standardPort = mirror.scheme === "https" ? 443 : 80;
-  if (address.port !== standardPort) {
+  const spoofed = upstreams.map((u) => u.registry).join(", ");
+  if (mirror.scheme !== "https") {
+    throw new NodeConfigError(
+      "mirror.scheme",
+      `hosts spoofing sends ${spoofed} to the mirror's address, and runtimes reach those names over https on port 443 only; serve the mirror over https on port 443 with a certificate for those names, or use another runtime flavour`,
+    );
+  }
+  if (address.port !== 443) {
     throw new NodeConfigError(
       "mirror.endpoint",
-      `hosts spoofing sends ${upstreams.map((u) => u.registry).join(", ")} to the mirror's address, so the mirror must listen on the standard port (${standardPort} for ${mirror.scheme}); '${mirror.endpoint}' uses ${address.port}. Move the mirror to port ${standardPort} or use another runtime flavour`,
+      `hosts spoofing sends ${spoofed} to the mirror's address, so the mirror must listen on port 443 (https); '${mirror.endpoint}' uses ${address.port}. Move the mirror to port 443 or use another runtime flavour`,
     );
   }
   if (!isIpHost(address)) {

@@ -5,7 +5,11 @@
  *   sh -s apply    writes every planned file atomically (temp file beside it, then rename),
  *                  backing up what was there first (once: a backup is never replaced), puts
  *                  back files an earlier configuration wrote that this one no longer does,
- *                  restarts or reloads only what changed, then verifies.
+ *                  restarts or reloads only what changed, then verifies. When anything fails,
+ *                  every file this run changed is put back as it was before the run (byte for
+ *                  byte, and the record under `stateDir` too), what it touched is restarted
+ *                  again if it already had been, and each restored path is named: a failed
+ *                  create is not in Pulumi's state, so destroy would never undo it.
  *   sh -s delete   puts every backed-up file back byte for byte, removes files and directories
  *                  that did not exist before, and restarts or reloads what that touched.
  *
@@ -16,7 +20,13 @@
  */
 
 import { createHash } from "node:crypto";
-import type { NodeFile, NodePlan } from "./plan";
+import {
+  type NodeFile,
+  type NodePlan,
+  registriesConfDropInPath,
+  systemCaPath,
+  systemCaPathRhel,
+} from "./plan";
 import { NodeConfigError } from "./settings";
 
 /** Where a node keeps its backups and the record of what it changed. */
@@ -56,12 +66,109 @@ fail() { printf 'airgap-conformance: node %s: error: %s\n' "$node" "$*" >&2; exi
 work=''
 pending=''
 actions=''
+mode=''
+system_ca=''
+actions_ran=''
+rolling_back=''
+state_existed=''
+tab=$(printf '\t')
 cleanup() {
   if [ -n "$pending" ]; then rm -f "$pending"; fi
   if [ -n "$work" ]; then rm -rf "$work"; fi
 }
-trap cleanup EXIT
+on_exit() {
+  oe_status=$?
+  if [ "$oe_status" -ne 0 ] && [ "$mode" = apply ] && [ -z "$rolling_back" ]; then
+    rolling_back=yes
+    rollback
+  fi
+  cleanup
+  exit "$oe_status"
+}
+trap on_exit EXIT
 trap 'exit 130' INT TERM HUP
+
+# The run's journal: what each path was before this run first changed it (a byte copy, or
+# nothing there), so a failed apply can put back exactly that. Different from the backups under
+# $state, which hold what was there before the first apply ever.
+journal_file() {
+  if [ -z "$work" ] || grep -Fxq -e "$1" "$work/journal-paths" 2>/dev/null; then return 0; fi
+  printf '%s\n' "$1" >>"$work/journal-paths"
+  jf_n=$(wc -l <"$work/journal-paths")
+  if [ -e "$1" ] || [ -L "$1" ]; then
+    jf_err=$(cp -pP "$1" "$work/before/$jf_n" 2>&1) || fail "cannot keep a copy of $1: $jf_err"
+    printf 'file\t%s\t%s\t%s\n' "$jf_n" "$2" "$1" >>"$work/journal"
+  else
+    printf 'absent\t%s\t%s\t%s\n' "$jf_n" "$2" "$1" >>"$work/journal"
+  fi
+}
+journal_dir() {
+  if [ -n "$work" ]; then printf 'dir\t-\tnone\t%s\n' "$1" >>"$work/journal"; fi
+}
+
+# Puts copy $1 back at $2 without failing the script (it runs while a failure is handled).
+put_back() {
+  if is_mountpoint "$2"; then
+    cat "$1" >"$2"
+  else
+    pb_tmp="$(dirname "$2")/.$(basename "$2").airgap-restore"
+    cp -pP "$1" "$pb_tmp" && mv -f "$pb_tmp" "$2"
+  fi
+}
+
+# Undoes this run after a failure: newest change first, then the record under $state, then the
+# restarts the restored files need (only if this run had already restarted anything).
+rollback() {
+  if [ -z "$work" ] || [ ! -d "$work" ]; then return 0; fi
+  rb_failed=''
+  rb_actions=''
+  if [ -s "$work/journal" ]; then
+    printf 'airgap-conformance: node %s: apply failed; putting back what this run changed\n' "$node" >&2
+    tac "$work/journal" >"$work/journal.reverse"
+    while IFS="$tab" read -r rb_kind rb_n rb_after rb_path; do
+      case $rb_kind in
+        file)
+          if put_back "$work/before/$rb_n" "$rb_path"; then
+            printf 'airgap-conformance: node %s: restored %s\n' "$node" "$rb_path" >&2
+          else
+            rb_failed="$rb_failed $rb_path"
+          fi
+          ;;
+        absent)
+          if [ ! -e "$rb_path" ] && [ ! -L "$rb_path" ]; then
+            :
+          elif rm -f "$rb_path"; then
+            printf 'airgap-conformance: node %s: removed %s (it did not exist before)\n' "$node" "$rb_path" >&2
+          else
+            rb_failed="$rb_failed $rb_path"
+          fi
+          ;;
+        dir)
+          if rmdir "$rb_path" 2>/dev/null; then
+            printf 'airgap-conformance: node %s: removed directory %s\n' "$node" "$rb_path" >&2
+          fi
+          ;;
+      esac
+      case " $rb_actions " in *" $rb_after "*) ;; *) rb_actions="$rb_actions $rb_after" ;; esac
+    done <"$work/journal.reverse"
+  fi
+  rm -rf "$state"
+  if [ -n "$state_existed" ]; then
+    cp -pPR "$work/state-before" "$state" || rb_failed="$rb_failed $state"
+  else
+    rmdir "$(dirname "$state")" 2>/dev/null || true
+  fi
+  if [ -n "$actions_ran" ]; then
+    for rb_action in $rb_actions; do
+      if [ "$rb_action" != none ]; then (run_action "$rb_action") >&2 || rb_failed="$rb_failed $rb_action"; fi
+    done
+  fi
+  if [ -n "$rb_failed" ]; then
+    printf 'airgap-conformance: node %s: error: could not put back:%s\n' "$node" "$rb_failed" >&2
+  else
+    printf 'airgap-conformance: node %s: every file is as it was before this run\n' "$node" >&2
+  fi
+}
 
 # Queues what must happen after a file changed or was put back (each action once). The queue
 # is kept on the node at once, so a run that stops half-way repeats the actions next time even
@@ -126,9 +233,11 @@ ensure_dir() {
   ensure_dir "$(dirname "$1")"
   remember "$1" dir none
   ed_err=$(mkdir -m 755 "$1" 2>&1) || fail "cannot create directory $1: $ed_err"
+  journal_dir "$1"
 }
 
 # Decodes content $1 (base64 on stdin) into the work directory and checks its sha256 ($2).
+# Messages never print a checksum: a file may hold the mirror's credentials.
 stage() {
   base64 -d >"$work/$1" || fail "cannot decode content $1"
   st_sum=$(sha256sum <"$work/$1" | cut -c1-64)
@@ -143,6 +252,7 @@ put_file() {
     return 0
   fi
   remember "$2" file "$4"
+  journal_file "$2" "$4"
   pending="$(dirname "$2")/.$(basename "$2").airgap-new"
   pf_err=$({ cp "$work/$1" "$pending" && chmod "$3" "$pending"; } 2>&1) ||
     fail "cannot write $pending: $pf_err"
@@ -151,42 +261,306 @@ put_file() {
   say "wrote $2"
 }
 
-# Makes containerd's CRI plugin read hosts.toml files from $2, keeping the rest of config.toml
-# ($1): an empty config_path is filled in, or the registry table for the file's config version
-# is appended ($4: version 2, $5: version 3); a node without a config gets $3. containerd
-# refuses config_path together with registry.mirrors, and another config_path would hide ours:
-# both stop here with the file named.
+# containerd: makes the CRI plugin read hosts.toml files from a directory.
+#
+# Where the TOML is parsed: by containerd itself. The node has only sh, so the script never
+# interprets the operator's TOML; it reads 'containerd config dump' (the effective configuration
+# with every 'imports' drop-in merged, printed by containerd's TOML encoder in one canonical
+# form: one '[table]' header per table, one 'key = value' per line) and has containerd load
+# every edit it proposes ('containerd --config CANDIDATE config dump'). An edit is installed only
+# when containerd loads it and its effective configuration differs from today's in nothing but
+# config_path; otherwise the run stops naming the file. So dotted keys, inline tables and
+# drop-ins can never produce a file containerd refuses, and CRI always loads.
+
+# The CRI registry table for an effective config version (what 'config dump' prints).
+cri_registry_table() {
+  case $1 in
+    2) printf '%s' 'plugins."io.containerd.grpc.v1.cri".registry' ;;
+    3) printf '%s' 'plugins."io.containerd.cri.v1.images".registry' ;;
+    *) return 1 ;;
+  esac
+}
+
+# Canonical dump on stdin -> "table<TAB>key = value" lines; 'imports' (which names the file
+# the dump was made from) is left out so dumps of two candidates compare.
+flatten_dump() {
+  awk '
+    /^[[:space:]]*\[/ { t = $0; sub(/^[[:space:]]*\[+/, "", t); sub(/\]+[[:space:]]*$/, "", t); next }
+    /^[[:space:]]*$/ { next }
+    { l = $0; sub(/^[[:space:]]+/, "", l); if (t == "" && l ~ /^imports = /) next; print t "\t" l }'
+}
+
+# The files an effective config was read from, one a line (the dump's 'imports').
+dump_files() {
+  sed -n -e 's/^imports = \[\(.*\)\]$/\1/p' "$1" | tr ',' '\n' | sed -e 's/^[[:space:]]*"//' -e 's/"[[:space:]]*$//' | grep -v '^$' || true
+}
+
+# Names the files among the dump's sources that mention $2 (for messages only).
+files_mentioning() {
+  fm_found=$(dump_files "$1" | while read -r fm_file; do
+    if [ -f "$fm_file" ] && grep -Fq -e "$2" "$fm_file"; then printf '%s ' "$fm_file"; fi
+  done)
+  printf '%s' "$fm_found" | sed -e 's/ $//'
+}
+
+# Dumps the effective config of main config file $1 (containerd's defaults when it is absent).
+dump_config() {
+  if [ -f "$1" ]; then containerd --config "$1" config dump; else containerd config dump; fi
+}
+
+# True when candidate $1 (a whole main config file) loads and differs from the current
+# effective config ($work/flat-before) only in $cc_table's config_path, which it sets to $2.
+candidate_loads() {
+  cl_err=$(containerd --config "$1" config dump 2>&1 >"$work/dump-candidate") || {
+    cc_last_error=$(printf '%s' "$cl_err" | tail -n 1)
+    return 1
+  }
+  flatten_dump <"$work/dump-candidate" >"$work/flat-candidate"
+  for cl_flat in flat-before flat-candidate; do
+    awk -F '\t' -v t="$cc_table" '!($1 == t && $2 ~ /^config_path = /)' "$work/$cl_flat" >"$work/$cl_flat.rest"
+  done
+  if ! cmp -s "$work/flat-before.rest" "$work/flat-candidate.rest"; then
+    cc_last_error="the edit would change more than config_path"
+    return 1
+  fi
+  cl_value=$(awk -F '\t' -v t="$cc_table" '$1 == t && $2 ~ /^config_path = / { sub(/^config_path = /, "", $2); print $2 }' "$work/flat-candidate")
+  if [ "$cl_value" != "\"$2\"" ]; then
+    cc_last_error="config_path would be '$cl_value'"
+    return 1
+  fi
+}
+
+# $1: main config file; $2: hosts directory; $3..$5: staged new file, version 2 and version 3
+# tables to append.
 containerd_config_path() {
-  if [ ! -f "$1" ] || ! grep -Eq '^[[:space:]]*[^#[:space:]]' "$1"; then
-    put_file "$3" "$1" 0644 restart-containerd
-    return 0
+  command -v containerd >/dev/null 2>&1 || fail "containerd is not installed on this node"
+  cc_err=$(dump_config "$1" 2>&1 >"$work/dump-before") ||
+    fail "containerd cannot load its configuration $1 as it is ($(printf '%s' "$cc_err" | tail -n 1)); fix it first"
+  flatten_dump <"$work/dump-before" >"$work/flat-before"
+  cc_version=$(awk -F '\t' '$1 == "" && $2 ~ /^version = / { sub(/^version = /, "", $2); print $2 }' "$work/flat-before")
+  cc_table=$(cri_registry_table "$cc_version") ||
+    fail "containerd reports config version '$cc_version'; version 2 (containerd 1.x) or 3 (2.x) is needed"
+
+  # A config_path already set: accepted when its list holds ours, refused otherwise.
+  cc_current=$(awk -F '\t' -v t="$cc_table" '$1 == t && $2 ~ /^config_path = / { sub(/^config_path = /, "", $2); print $2 }' "$work/flat-before" | sed -e 's/^"\(.*\)"$/\1/')
+  if [ -n "$cc_current" ]; then
+    if printf '%s\n' "$cc_current" | tr ':' '\n' | grep -Fqx -e "$2"; then
+      say "unchanged $1 (config_path $cc_current holds $2)"
+      return 0
+    fi
+    fail "$(files_mentioning "$work/dump-before" config_path) sets config_path to $cc_current ($cc_table.config_path); this configuration writes hosts.toml files to $2: add it to that list (config_path = \"$2:$cc_current\") or remove the key"
   fi
-  cc_values=$(sed -n -e "s/^[[:space:]]*config_path[[:space:]]*=[[:space:]]*[\"']\([^\"']*\)[\"'][[:space:]]*$/\1/p" "$1")
-  cc_other=$(printf '%s\n' "$cc_values" | grep -Fvx -e "$2" -e '' || true)
-  if [ -n "$cc_other" ]; then
-    fail "$1 sets config_path to $cc_other; this configuration writes hosts.toml files to $2: point config_path there or remove it"
+
+  # Legacy keys containerd refuses (mirrors) or stops applying (configs.<host>.tls) once
+  # config_path is set. They are the operator's: named, never moved silently.
+  cc_legacy=$(awk -F '\t' -v t="$cc_table" '
+    index($1, t ".mirrors.") == 1 && $2 ~ /^endpoint = / { k[$1] = 1 }
+    index($1, t ".configs.") == 1 && $1 ~ /\.tls$/ && ($2 ~ /^(ca_file|cert_file|key_file) = "./ || $2 ~ /^insecure_skip_verify = true/) { k[$1] = 1 }
+    END { for (key in k) print key }' "$work/flat-before" | sort)
+  if [ -n "$cc_legacy" ]; then
+    cc_keys=$(printf '%s\n' "$cc_legacy" | sed -e "s/^$(printf '%s' "$cc_table" | sed -e 's/[].[*^$\\/"]/\\&/g')\.//" | tr '\n' ' ' | sed -e 's/ $//')
+    cc_where=$(files_mentioning "$work/dump-before" mirrors)
+    case $cc_legacy in *.tls*) cc_where=$(printf '%s %s' "$cc_where" "$(files_mentioning "$work/dump-before" configs)" | tr ' ' '\n' | grep -v '^$' | sort -u | tr '\n' ' ' | sed -e 's/ $//') ;; esac
+    fail "$cc_where sets $cc_keys under $cc_table, which containerd refuses (mirrors) or ignores (configs.<host>.tls) together with config_path: move each to a hosts.toml file under $2 (see containerd's docs/hosts.md) or remove it, then apply again"
   fi
-  if printf '%s\n' "$cc_values" | grep -Fqx -e "$2"; then
-    say "unchanged $1 (config_path is $2)"
-    return 0
+
+  # The file to edit: the last source that defines the CRI plugin (a drop-in defining it
+  # replaces the main file's table in containerd 1.x), else the main file.
+  cc_target=$1
+  for cc_file in $(dump_files "$work/dump-before"); do
+    if [ -f "$cc_file" ] && grep -Eq 'io\.containerd\.(grpc\.v1\.cri|cri\.v1\.images)' "$cc_file"; then
+      cc_target=$cc_file
+    fi
+  done
+  if [ "$cc_target" != "$1" ]; then
+    fail "$cc_target defines the CRI plugin's settings (imported by $1); set config_path = \"$2\" in its registry table ($cc_table) by hand, then apply again"
   fi
-  if grep -Eq '^[[:space:]]*\[[^]]*registry\.mirrors\.' "$1"; then
-    fail "$1 has registry.mirrors entries, which containerd refuses together with config_path: move them to hosts.toml files under $2 or remove them"
-  fi
-  if grep -Eq '^[[:space:]]*config_path[[:space:]]*=' "$1"; then
-    sed -e "s|^\([[:space:]]*config_path[[:space:]]*=[[:space:]]*\)[\"'][\"']|\1\"$2\"|" "$1" >"$work/config.toml.new"
-  elif grep -Eq '^[[:space:]]*\[[^]]*\.registry\][[:space:]]*$' "$1"; then
-    fail "$1 has a registry table without config_path; add config_path = \"$2\" to it"
+
+  if [ ! -f "$1" ]; then
+    cp "$work/$3" "$work/candidate-1"
   else
-    cc_version=$(sed -n -e 's/^version[[:space:]]*=[[:space:]]*\([0-9][0-9]*\).*/\1/p' "$1" | head -n 1)
-    case $cc_version in
-      2) cc_fragment=$4 ;;
-      3) cc_fragment=$5 ;;
-      *) fail "$1 declares config version '$cc_version'; version 2 (containerd 1.x) or 3 (2.x) is needed: run 'containerd config migrate'" ;;
-    esac
-    { cat "$1" && printf '\n' && cat "$work/$cc_fragment"; } >"$work/config.toml.new"
+    # Candidates, in order: fill an empty config_path (table or dotted form); add the key
+    # under an existing registry table, or dotted under the plugin's table; append the table.
+    sed -E -e "s#^([[:space:]]*([^=[:space:]]+\.)?config_path[[:space:]]*=[[:space:]]*)(\"\"|'')#\1\"$2\"#" "$1" >"$work/candidate-1"
+    for cc_v in 2 3; do
+      cc_t=$(cri_registry_table "$cc_v")
+      awk -v h="[$cc_t]" -v line="config_path = \"$2\"" '
+        { print; t = $0; gsub(/^[[:space:]]+|[[:space:]]+$/, "", t); if (t == h) { match($0, /^[[:space:]]*/); print substr($0, 1, RLENGTH) "  " line } }' "$1" >"$work/candidate-table-$cc_v"
+      awk -v h="[$(printf '%s' "$cc_t" | sed -e 's/\.registry$//')]" -v line="registry.config_path = \"$2\"" '
+        { print; t = $0; gsub(/^[[:space:]]+|[[:space:]]+$/, "", t); if (t == h) { match($0, /^[[:space:]]*/); print substr($0, 1, RLENGTH) "  " line } }' "$1" >"$work/candidate-dotted-$cc_v"
+    done
+    { cat "$1" && printf '\n' && cat "$work/$4"; } >"$work/candidate-append-2"
+    { cat "$1" && printf '\n' && cat "$work/$5"; } >"$work/candidate-append-3"
   fi
-  put_file config.toml.new "$1" 0644 restart-containerd
+  cc_last_error='no edit applies'
+  cc_chosen=''
+  cc_probe="$(dirname "$1")/.$(basename "$1").airgap-candidate"
+  for cc_candidate in candidate-1 candidate-table-2 candidate-table-3 candidate-dotted-2 candidate-dotted-3 candidate-append-2 candidate-append-3; do
+    if [ ! -f "$work/$cc_candidate" ]; then continue; fi
+    if [ -f "$1" ] && cmp -s "$1" "$work/$cc_candidate"; then continue; fi
+    # Beside the original, so imports relative to its directory resolve the same.
+    pending=$cc_probe
+    cp "$work/$cc_candidate" "$cc_probe" || fail "cannot write $cc_probe"
+    if candidate_loads "$cc_probe" "$2"; then
+      cc_chosen=$cc_candidate
+      rm -f "$cc_probe"
+      pending=''
+      break
+    fi
+    rm -f "$cc_probe"
+    pending=''
+  done
+  if [ -z "$cc_chosen" ]; then
+    fail "cannot set config_path in $1 so that containerd still loads it ($cc_last_error); set $cc_table.config_path = \"$2\" there by hand, then apply again"
+  fi
+  cc_mode=0644
+  if [ -f "$1" ]; then cc_mode=$(stat -c '%a' "$1"); fi
+  put_file "$cc_chosen" "$1" "$cc_mode" restart-containerd
+}
+
+# k3s/rke2 registries.yaml: our mirrors and configs merged into the operator's file.
+#
+# Where the YAML is handled: the node has no YAML parser, so the merge works line by line, and
+# only on files whose shape makes that exact: top-level block mappings 'mirrors:' and 'configs:'
+# (keys at one indentation, no flow style, no tabs, anchors, merge keys or more than one
+# document). Our own entries are the renderer's output (known shape) moved to the file's
+# indentation and added at the end of each block; every other line of the operator's file is
+# kept as it is. A key both files set, or a file of another shape, stops the run naming the file
+# and the key: nothing is guessed. The merge always starts from the file as it was before our
+# first apply (its backup), so applying again never meets our own entries.
+merge_registries_yaml() {
+  my_entry=$(entry_of "$2")
+  # Edits made to the merged file since our last apply would be lost: stop instead.
+  if [ -f "$my_entry/merged-sha256" ] && [ -f "$2" ] &&
+    [ "$(sha256sum <"$2" | cut -c1-64)" != "$(cat "$my_entry/merged-sha256")" ]; then
+    fail "$2 changed since the last apply; make the change in the original too (delete, edit, apply) or put back what was applied"
+  fi
+  if [ -f "$my_entry/original" ]; then
+    cp "$my_entry/original" "$work/yaml-base"
+  elif [ -d "$my_entry" ] || [ ! -f "$2" ]; then
+    : >"$work/yaml-base"
+  else
+    cp "$2" "$work/yaml-base"
+  fi
+  my_err=$(awk -v ours="$work/$1" -v file="$2" '
+    function key_of(line,   k) {
+      sub(/^ +/, "", line)
+      if (line ~ /^"/) { k = substr(line, 2); sub(/".*$/, "", k); return k }
+      if (line ~ /^'"'"'/) { k = substr(line, 2); sub(/'"'"'.*$/, "", k); return k }
+      k = line; sub(/[ ]*:([ ]+.*)?$/, "", k); return k
+    }
+    function indent_of(line) { match(line, /^ */); return RLENGTH }
+    function refuse(msg) { print file ": " msg > "/dev/stderr"; failed = 1; exit 3 }
+    BEGIN {
+      # Our entries, by block: lines under "mirrors:" / "configs:" in the rendered file.
+      while ((getline l < ours) > 0) {
+        if (l ~ /^#/ || l == "") continue
+        if (l ~ /^[^ ]/) { block = l; sub(/:.*$/, "", block); continue }
+        our[block] = our[block] l "\n"
+        if (indent_of(l) == 2) ourkey[block, key_of(l)] = 1
+      }
+    }
+    { lines[NR] = $0 }
+    END {
+      if (failed) exit 3
+      cur = ""
+      for (i = 1; i <= NR; i++) {
+        l = lines[i]
+        if (l ~ /\t/) refuse("line " i " holds a tab; it cannot be merged safely")
+        if (l ~ /^(---|\.\.\.)/) refuse("line " i ": more than one YAML document")
+        if (l ~ /^[ ]*#/ || l ~ /^[ ]*$/) continue
+        if (l ~ /<<[ ]*:/ || l ~ /:[ ]+[&*!]/ || l ~ /^[ ]*-[ ]+[&*!]/) refuse("line " i " uses anchors, aliases, tags or merge keys; it cannot be merged safely")
+        if (l ~ /^[^ ]/) {
+          cur = key_of(l)
+          if (cur == "mirrors" || cur == "configs") {
+            rest = l; sub(/^[^:]*:[ ]*/, "", rest)
+            if (rest != "" && rest !~ /^#/) refuse("line " i ": " cur " is not a block mapping (write it one key a line to merge)")
+            seen[cur] = 1; last[cur] = i
+          }
+          continue
+        }
+        if (cur != "mirrors" && cur != "configs") continue
+        last[cur] = i
+        ind = indent_of(l)
+        if (!(cur in child)) child[cur] = ind
+        if (ind < child[cur]) refuse("line " i ": the entries under " cur " are not at one indentation")
+        if (ind == child[cur] && ((cur, key_of(l)) in ourkey))
+          refuse(cur ".\"" key_of(l) "\" is set there already; this configuration sets it too: remove one of them")
+      }
+      for (i = 1; i <= NR; i++) {
+        print lines[i]
+        for (b in seen) if (last[b] == i && (b in our)) emit(b)
+      }
+      for (b in our) if (!(b in seen)) { print b ":"; emit2(b, 2) }
+    }
+    function emit(b) { emit2(b, child[b] == "" ? 2 : child[b]) }
+    function emit2(b, ind,   n, parts, j, pad) {
+      pad = ""
+      n = split(our[b], parts, "\n")
+      for (j = 1; j < n; j++) {
+        if (ind >= 2) { pad = sprintf("%" (ind - 2) "s", ""); print pad parts[j] }
+        else print substr(parts[j], 3 - ind)
+      }
+    }
+  ' "$work/yaml-base" 2>&1 >"$work/yaml-merged") || my_err=$(printf '%s\n%s' "$my_err" "$2: cannot be merged")
+  if [ -n "$my_err" ]; then fail "cannot merge into $(printf '%s' "$my_err" | head -n 1)"; fi
+  put_file yaml-merged "$2" "$3" "$4"
+  if [ -d "$my_entry" ]; then sha256sum <"$2" | cut -c1-64 >"$my_entry/merged-sha256"; fi
+}
+
+# containers-registries.conf: one [[registry]] per prefix wins, and a drop-in's entry replaces
+# any earlier one for the same prefix (containers-registries.conf.d(5)), silently. So before our
+# drop-in ($1, staged as $2) is written, every other file is searched for a [[registry]] with a
+# prefix ours sets, and the run stops naming it. The search reads only the keys that decide a
+# table's prefix (prefix, else location) of top-level [[registry]] tables; a file it cannot read
+# that way is still loaded by podman, which the verification runs when it is installed.
+registry_prefixes() {
+  awk '
+    function value(line) {
+      sub(/^[^=]*=[ \t]*/, "", line)
+      if (line ~ /^"/) { line = substr(line, 2); sub(/".*$/, "", line) }
+      else if (line ~ /^'"'"'/) { line = substr(line, 2); sub(/'"'"'.*$/, "", line) }
+      return line
+    }
+    function flush() { if (inreg) print (prefix != "" ? prefix : location) "\t" FILENAME; inreg = 0; prefix = ""; location = "" }
+    FNR == 1 { flush() }
+    /^[ \t]*\[/ {
+      h = $0; sub(/[ \t]*(#.*)?$/, "", h); sub(/^[ \t]*/, "", h)
+      if (h == "[[registry]]") { flush(); inreg = 1; sub_table = 0 }
+      else if (h ~ /^\[\[?registry\./) { sub_table = 1 }
+      else { flush() }
+      next
+    }
+    inreg && !sub_table && /^[ \t]*prefix[ \t]*=/ { prefix = value($0) }
+    inreg && !sub_table && /^[ \t]*location[ \t]*=/ { location = value($0) }
+    END { flush() }
+  ' "$@"
+}
+
+check_registry_prefixes() {
+  registry_prefixes "$work/$2" | cut -f1 | sort -u >"$work/our-prefixes"
+  for cp_file in /etc/containers/registries.conf /etc/containers/registries.conf.d/*.conf; do
+    if [ "$cp_file" = "$1" ] || [ ! -f "$cp_file" ]; then continue; fi
+    registry_prefixes "$cp_file"
+  done >"$work/other-prefixes"
+  cp_conflicts=$(awk -F '\t' 'NR == FNR { ours[$1] = 1; next } ($1 in ours) { print $2 " has a [[registry]] for " $1 }' "$work/our-prefixes" "$work/other-prefixes" | sort -u)
+  if [ -n "$cp_conflicts" ]; then
+    fail "$(printf '%s' "$cp_conflicts" | tr '\n' ';' | sed -e 's/;$//; s/;/; /g'), which this configuration's $1 sets too (only one entry per prefix counts): remove or change that entry, then apply again"
+  fi
+}
+
+verify_registries_conf() {
+  if command -v podman >/dev/null 2>&1; then
+    # podman parses every registries.conf file on start; only its verdict on them counts here.
+    if ! vr_err=$(podman info 2>&1 >/dev/null); then
+      case $vr_err in
+        *registries* | *toml* | *TOML*)
+          fail "podman cannot load the registries configuration: $(printf '%s' "$vr_err" | tail -n 1)"
+          ;;
+        *) say "podman info failed for another reason ($(printf '%s' "$vr_err" | tail -n 1)); the files were not checked by podman" ;;
+      esac
+    fi
+  fi
 }
 
 # Replaces our marked lines in $1 ($3 .. $4) with staged block $2, keeping every other line.
@@ -205,6 +579,7 @@ put_block() {
 restore_entry() {
   re_path=$(cat "$1/path")
   if [ -f "$1/created-dir" ]; then return 0; fi
+  journal_file "$re_path" "$(cat "$1/after")"
   if [ -e "$1/original" ] || [ -L "$1/original" ]; then
     pending="$(dirname "$re_path")/.$(basename "$re_path").airgap-restore"
     re_err=$(cp -pP "$1/original" "$pending" 2>&1) || fail "cannot restore $re_path: $re_err"
@@ -310,22 +685,57 @@ reload_crio() {
   fi
 }
 
+run_action() {
+  case $1 in
+    update-ca-trust)
+      if command -v update-ca-certificates >/dev/null 2>&1; then
+        update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates failed"
+      elif command -v update-ca-trust >/dev/null 2>&1; then
+        update-ca-trust extract >/dev/null 2>&1 || fail "update-ca-trust extract failed"
+      else
+        fail "neither update-ca-certificates nor update-ca-trust is installed: install ca-certificates"
+      fi
+      say "updated the system CA store"
+      # Go programs (containerd, CRI-O, k3s, rke2) read the system roots once per process.
+      restart_runtimes
+      ;;
+    restart-containerd) restart_running containerd containerd && wait_for_containerd ;;
+    restart-k3s) restart_running k3s k3s k3s-agent ;;
+    restart-rke2) restart_running rke2 rke2-server rke2-agent ;;
+    reload-crio) reload_crio ;;
+    *) fail "unknown action $1" ;;
+  esac
+}
+
+# Restarts whichever container runtime runs, so it reads the system CA store again.
+restart_runtimes() {
+  if pidof k3s >/dev/null 2>&1; then
+    restart_running k3s k3s k3s-agent
+  elif pidof rke2 >/dev/null 2>&1; then
+    restart_running rke2 rke2-server rke2-agent
+  elif pidof containerd >/dev/null 2>&1; then
+    restart_running containerd containerd && wait_for_containerd
+  fi
+  if pidof crio >/dev/null 2>&1; then restart_running crio crio; fi
+}
+
+# The system CA store's directory differs by family: the CA goes where this node's tool reads.
+put_system_ca() {
+  if command -v update-ca-certificates >/dev/null 2>&1; then
+    system_ca=$2
+  elif command -v update-ca-trust >/dev/null 2>&1; then
+    system_ca=$3
+  else
+    fail "neither update-ca-certificates nor update-ca-trust is installed: install ca-certificates"
+  fi
+  put_file "$1" "$system_ca" "$4" "$5"
+}
+
 # Runs the queued actions, then forgets them.
 run_actions() {
   for ra_action in $actions; do
-    case $ra_action in
-      update-ca-trust)
-        command -v update-ca-certificates >/dev/null 2>&1 ||
-          fail "update-ca-certificates is missing: install ca-certificates"
-        update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates failed"
-        say "updated the system CA store"
-        ;;
-      restart-containerd) restart_running containerd containerd && wait_for_containerd ;;
-      restart-k3s) restart_running k3s k3s k3s-agent ;;
-      restart-rke2) restart_running rke2 rke2-server rke2-agent ;;
-      reload-crio) reload_crio ;;
-      *) fail "unknown action $ra_action" ;;
-    esac
+    actions_ran=yes
+    run_action "$ra_action"
   done
   rm -f "$state/pending-actions"
   actions=''
@@ -336,10 +746,22 @@ verify_file() {
   if [ "$vf_sum" != "$2" ]; then fail "$1 does not hold what was written (its checksum differs: something else changed it)"; fi
 }
 
+# After the restart: the effective config has our directory, and the CRI plugin loaded.
 verify_containerd_config_path() {
   command -v containerd >/dev/null 2>&1 || fail "containerd is not installed on this node"
-  if ! containerd config dump 2>/dev/null | grep -Eq "^[[:space:]]*config_path = [\"']$1[\"']"; then
-    fail "containerd config dump does not show config_path = \"$1\": the CRI plugin would ignore the hosts.toml files"
+  containerd config dump 2>/dev/null | flatten_dump >"$work/flat-after" ||
+    fail "containerd config dump fails after the change"
+  vc_version=$(awk -F '\t' '$1 == "" && $2 ~ /^version = / { sub(/^version = /, "", $2); print $2 }' "$work/flat-after")
+  vc_table=$(cri_registry_table "$vc_version") || fail "containerd reports config version '$vc_version'"
+  vc_value=$(awk -F '\t' -v t="$vc_table" '$1 == t && $2 ~ /^config_path = / { sub(/^config_path = /, "", $2); print $2 }' "$work/flat-after" | sed -e 's/^"\(.*\)"$/\1/')
+  if ! printf '%s\n' "$vc_value" | tr ':' '\n' | grep -Fqx -e "$1"; then
+    fail "containerd config dump shows config_path '$vc_value', not $1: the CRI plugin would ignore the hosts.toml files"
+  fi
+  if pidof containerd >/dev/null 2>&1 && command -v ctr >/dev/null 2>&1; then
+    vc_cri=$(ctr plugins ls 2>/dev/null | awk '$1 == "io.containerd.grpc.v1" && $2 == "cri" { print $NF }')
+    if [ "$vc_cri" != ok ]; then
+      fail "containerd's CRI plugin is not loaded (ctr plugins ls shows '$vc_cri'); see containerd's log"
+    fi
   fi
 }
 
@@ -357,11 +779,17 @@ verify_resolves() {
 main() {
   if [ "$#" -ne 1 ]; then fail "usage: sh -s apply|delete (the script on stdin)"; fi
   if [ "$(id -u)" != 0 ]; then fail "must run as root: connect as root or give the node's access sudo"; fi
-  for tool in base64 sha256sum cmp awk sed grep cp mv mktemp; do
+  for tool in base64 sha256sum cmp awk sed grep cp mv mktemp tac stat tr; do
     command -v "$tool" >/dev/null 2>&1 || fail "needs '$tool' on the node"
   done
   umask 077
   work=$(mktemp -d) || fail "cannot create a work directory"
+  mkdir "$work/before"
+  if [ -d "$state" ]; then
+    state_existed=yes
+    ma_err=$(cp -pPR "$state" "$work/state-before" 2>&1) || fail "cannot keep a copy of $state: $ma_err"
+  fi
+  mode=$1
   ma_err=$(mkdir -p "$state" 2>&1) || fail "cannot create $state: $ma_err"
   if [ -f "$state/pending-actions" ]; then actions=$(cat "$state/pending-actions"); fi
   case $1 in
@@ -384,6 +812,14 @@ main() {
 }
 `;
 
+/**
+ * k3s/rke2 registries.yaml is shared with the operator: our entries are merged into theirs on
+ * the node (merge_registries_yaml), so its bytes are not the plan's and are not checked by sum.
+ */
+export function isMergedFile(path: string): boolean {
+  return /^\/etc\/rancher\/(k3s|rke2)\/registries\.yaml$/.test(path);
+}
+
 function stageLines(id: string, content: string): string[] {
   return [
     `  stage ${id} ${sha256Hex(content)} <<'${contentDelimiter}'`,
@@ -398,7 +834,14 @@ function configureLines(file: NodeFile, index: number): string[] {
     case "file":
       return [
         ...stageLines(id, file.content),
-        `  put_file ${id} ${shellQuote(file.path)} ${file.mode} ${file.afterChange}`,
+        ...(file.path === registriesConfDropInPath
+          ? [`  check_registry_prefixes ${shellQuote(file.path)} ${id}`]
+          : []),
+        isMergedFile(file.path)
+          ? `  merge_registries_yaml ${id} ${shellQuote(file.path)} ${file.mode} ${file.afterChange}`
+          : file.path === systemCaPath
+            ? `  put_system_ca ${id} ${shellQuote(systemCaPath)} ${shellQuote(systemCaPathRhel)} ${file.mode} ${file.afterChange}`
+            : `  put_file ${id} ${shellQuote(file.path)} ${file.mode} ${file.afterChange}`,
       ];
     case "containerd-config":
       return [
@@ -418,12 +861,17 @@ function configureLines(file: NodeFile, index: number): string[] {
 function verifyLines(plan: NodePlan): string[] {
   const lines: string[] = [];
   for (const file of plan.files) {
-    if (file.kind === "file") {
+    if (file.kind === "file" && file.path === systemCaPath) {
+      lines.push(`  verify_file "$system_ca" ${sha256Hex(file.content)}`);
+    } else if (file.kind === "file" && !isMergedFile(file.path)) {
       lines.push(`  verify_file ${shellQuote(file.path)} ${sha256Hex(file.content)}`);
     }
   }
   if (plan.verify.containerdConfigPath !== undefined) {
     lines.push(`  verify_containerd_config_path ${shellQuote(plan.verify.containerdConfigPath)}`);
+  }
+  if (plan.files.some((file) => file.path === registriesConfDropInPath)) {
+    lines.push("  verify_registries_conf");
   }
   if (plan.verify.resolves) {
     const { address, names } = plan.verify.resolves;
@@ -448,7 +896,11 @@ export function renderNodeScript(plan: NodePlan, options: NodeScriptOptions): st
     );
   }
   const stateDir = options.stateDir ?? defaultStateDir;
-  const managed = plan.files.map((file) => file.path).join("\n");
+  const managed = plan.files
+    .flatMap((file) =>
+      file.path === systemCaPath ? [systemCaPath, systemCaPathRhel] : [file.path],
+    )
+    .join("\n");
   return [
     "#!/bin/sh",
     `# airgap-conformance NodeRegistryConfig for node ${options.nodeName} (${plan.runtime}).`,
@@ -480,13 +932,24 @@ export function renderNodeScript(plan: NodePlan, options: NodeScriptOptions): st
 /** How a node is reached. */
 export type NodeAccessKind =
   | { readonly kind: "ssh"; readonly sudo: boolean }
-  | { readonly kind: "docker-exec"; readonly container: string };
+  | { readonly kind: "docker-exec"; readonly container: string }
+  | { readonly kind: "manual" };
+
+/** The file name of a node's script where it is written for review or for an operator. */
+export const nodeScriptFileName = "node-script.sh";
 
 /**
  * The command lines that run the script (which travels on stdin). They hold no content and no
- * secret: over SSH the line is what the remote shell runs; for kind nodes it runs locally.
+ * secret: over SSH the line is what the remote shell runs; for kind nodes it runs locally; for
+ * manual nodes it is what the operator runs as root on the node, beside the written script.
  */
 export function nodeCommands(access: NodeAccessKind): { create: string; delete: string } {
+  if (access.kind === "manual") {
+    return {
+      create: `sh -s apply < ${nodeScriptFileName}`,
+      delete: `sh -s delete < ${nodeScriptFileName}`,
+    };
+  }
   const shell =
     access.kind === "ssh"
       ? access.sudo

@@ -38,7 +38,11 @@ export interface NodeMirror {
   readonly caFile?: string;
   /** Accept any certificate (https only). Prefer a CA. */
   readonly skipVerify?: boolean;
-  /** Credentials for the mirror; only registries.yaml (k3s/rke2) can carry them. */
+  /**
+   * Credentials for the mirror: containerd nodes send them as an Authorization header from
+   * hosts.toml, k3s/rke2 nodes read them from registries.yaml; CRI-O, Podman and hosts
+   * spoofing nodes cannot be given them.
+   */
   readonly auth?: { readonly username: string; readonly password: string };
 }
 

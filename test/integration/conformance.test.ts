@@ -459,7 +459,7 @@ describe("ConformanceRun wait and collection through a real kubectl (fake API se
     assert.match(
       result.stderr,
       new RegExp(
-        `the run pod was deleted mid-run \\(it no longer exists\\) \\(partial log kept in ${plan.resultsDirectory}\\)`,
+        `the run pod was deleted mid-run \\(it no longer exists\\) \\(e2e\\.log\\.partial kept in ${plan.resultsDirectory}\\)`,
       ),
     );
     assert.equal(

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
+import * as YAML from "yaml";
 import { backupPathFor, resolveNodeRegistrySettings } from "../../components/nodes/spec";
 import {
   type NodePlanInput,
@@ -9,6 +10,7 @@ import {
   planNodeFiles,
   renderNodeScript,
 } from "../../core/nodes";
+import { criPullImage } from "../lab/cri";
 import { run } from "../lab/exec";
 import { ensureLabNodeImage } from "../lab/node-image";
 import {
@@ -56,6 +58,26 @@ async function ctrDigest(node: LabNode, image: string): Promise<string> {
   return digest;
 }
 
+/** The kubelet's path: a CRI PullImage over the node's containerd socket; returns the image id. */
+async function assertCriPulls(node: LabNode, image: string): Promise<void> {
+  const plugins = await node.sh("ctr plugins ls");
+  assert.match(
+    plugins.stdout,
+    /io\.containerd\.grpc\.v1\s+cri\s+\S+\s+ok/,
+    "the CRI plugin is loaded",
+  );
+  const imageRef = await criPullImage(node.criSocket, image);
+  assert.match(imageRef, /^sha256:[0-9a-f]{64}$/);
+}
+
+/** sha256 of every file under the directories, by path ("absent" for none). */
+async function treeSums(node: LabNode, dirs: string[]): Promise<string> {
+  const listed = await node.sh(
+    `for d in ${dirs.join(" ")}; do if [ -e "$d" ]; then find "$d" -exec sh -c 'if [ -f "$1" ]; then printf "%s %s\\n" "$(sha256sum < "$1" | cut -c1-16)" "$1"; else printf "dir %s\\n" "$1"; fi' _ {} \\; ; else echo "absent $d"; fi; done | sort`,
+  );
+  return listed.stdout;
+}
+
 async function containerdPid(node: LabNode): Promise<string> {
   return (await node.sh("pidof containerd")).stdout.trim();
 }
@@ -95,6 +117,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
   describe("containerd over SSH, plain http mirror", function () {
     let worker: LabNode;
     let key: LabSshKey;
+    let plannedFiles = 0;
     let script: string;
     let commands: { create: string; delete: string };
     const resourceName = "nodes-lab-node-ssh";
@@ -130,6 +153,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       });
       commands = settings.nodes[0].commands;
       script = renderNodeScript(settings.nodes[0].plan, { nodeName: worker.name });
+      plannedFiles = settings.nodes[0].plan.files.length;
     });
 
     const apply = () =>
@@ -166,6 +190,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
     });
 
     it("then pulls registry.k8s.io and docker.io names through the mirror, by the right digests", async function () {
+      await assertCriPulls(worker, pause);
       for (const image of [busybox, pause, nginx]) {
         const pulled = await ctrPull(worker, image);
         assert.equal(pulled.code, 0, pulled.stdout);
@@ -178,7 +203,8 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       const sums = await Promise.all(watched.map((file) => worker.checksum(file)));
       const again = await apply();
       assert.doesNotMatch(again.stdout, /wrote|restarted|backed up/);
-      assert.equal(again.stdout.match(/unchanged/g)?.length, 3);
+      // config.toml and every hosts.toml (the upstreams' and the mirror's own name).
+      assert.equal(again.stdout.match(/unchanged/g)?.length, plannedFiles);
       assert.equal(await containerdPid(worker), pidBefore);
       assert.deepEqual(await Promise.all(watched.map((file) => worker.checksum(file))), sums);
     });
@@ -243,6 +269,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       const config = await kindNode.sh("grep -n 'config_path' /etc/containerd/config.toml");
       assert.match(config.stdout, /config_path = "\/etc\/containerd\/certs\.d"/);
       assert.equal(config.stdout.trim().split("\n").length, 1);
+      await assertCriPulls(kindNode, nginx);
       const pulled = await ctrPull(kindNode, busybox);
       assert.equal(pulled.code, 0, pulled.stdout);
       assert.equal(await ctrDigest(kindNode, busybox), digests[busybox]);
@@ -267,6 +294,170 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
     });
   });
 
+  describe("containerd configurations as found on real nodes", function () {
+    let wild: LabNode;
+    let script: string;
+    const commands = nodeCommands({ kind: "docker-exec", container: "lab-node-wild" });
+    const apply = () => runLikeLocalCommand("nodes-lab-node-wild", commands.create, script);
+    const remove = () => runLikeLocalCommand("nodes-lab-node-wild", commands.delete, script);
+    const watchedDirs = ["/etc/containerd", "/var/lib/airgap-conformance"];
+    let defaultConfig: string;
+
+    before(async function () {
+      wild = await node("lab-node-wild");
+      defaultConfig = (await wild.sh("cat /etc/containerd/config.toml")).stdout;
+      script = scriptFor(wild.name, {
+        runtime: "containerd",
+        mirror: { endpoint: httpMirror.nodeEndpoint, scheme: "http" },
+      });
+    });
+
+    async function writeConfig(files: Record<string, string>): Promise<void> {
+      await wild.sh(`rm -rf ${hostsDir} /etc/containerd/conf.d && mkdir -p /etc/containerd/conf.d`);
+      for (const [file, content] of Object.entries(files)) {
+        await wild.sh(`cat > ${file}`, { input: content });
+      }
+      await wild.sh("/etc/init.d/containerd restart >/dev/null");
+      await wild.sh("until ctr version >/dev/null 2>&1; do sleep 0.2; done");
+    }
+
+    it("refuses mirrors in an imports drop-in, naming the file and the key, and changes nothing", async function () {
+      await writeConfig({
+        "/etc/containerd/config.toml": `imports = ["/etc/containerd/conf.d/*.toml"]\n${defaultConfig}`,
+        "/etc/containerd/conf.d/10-mirrors.toml": [
+          "version = 2",
+          '[plugins."io.containerd.grpc.v1.cri".registry.mirrors."docker.io"]',
+          '  endpoint = ["https://mirror.example:5000"]',
+          "",
+        ].join("\n"),
+      });
+      const before = await treeSums(wild, watchedDirs);
+      await assert.rejects(
+        apply(),
+        /error: \/etc\/containerd\/conf\.d\/10-mirrors\.toml sets mirrors\."docker\.io" under plugins\."io\.containerd\.grpc\.v1\.cri"\.registry, which containerd refuses/,
+      );
+      assert.equal(await treeSums(wild, watchedDirs), before);
+      const plugins = await wild.sh("ctr plugins ls");
+      assert.match(plugins.stdout, /io\.containerd\.grpc\.v1\s+cri\s+\S+\s+ok/);
+    });
+
+    it("adds config_path where only dotted keys define the registry table, and CRI pulls through the mirror", async function () {
+      const dotted = [
+        "version = 2",
+        "",
+        '[plugins."io.containerd.grpc.v1.cri"]',
+        '  registry.configs."other.example".auth.username = "someone"',
+        "",
+      ].join("\n");
+      await writeConfig({ "/etc/containerd/config.toml": dotted });
+      const before = await treeSums(wild, watchedDirs);
+      await apply();
+      const config = (await wild.sh("cat /etc/containerd/config.toml")).stdout;
+      assert.match(config, /^ {2}registry\.config_path = "\/etc\/containerd\/certs\.d"$/m);
+      await assertCriPulls(wild, busybox);
+      await remove();
+      assert.equal(await treeSums(wild, watchedDirs), before);
+    });
+
+    it("accepts a config_path list that already holds the directory, changing nothing in config.toml", async function () {
+      await writeConfig({
+        "/etc/containerd/config.toml": [
+          "version = 2",
+          '[plugins."io.containerd.grpc.v1.cri".registry]',
+          `  config_path = "/etc/docker/certs.d:${hostsDir}"`,
+          "",
+        ].join("\n"),
+      });
+      const configBefore = await wild.checksum("/etc/containerd/config.toml");
+      const applied = await apply();
+      assert.match(
+        applied.stdout,
+        /unchanged \/etc\/containerd\/config\.toml \(config_path .* holds/,
+      );
+      assert.equal(await wild.checksum("/etc/containerd/config.toml"), configBefore);
+      await assertCriPulls(wild, nginx);
+      await remove();
+    });
+  });
+
+  describe("k3s registries.yaml the operator already has", function () {
+    let rancher: LabNode;
+    const file = "/etc/rancher/k3s/registries.yaml";
+    const commands = nodeCommands({ kind: "docker-exec", container: "lab-node-rancher" });
+    // Indented by four, with a flow sequence and comments: the shape hand-written files have.
+    const operatorFile = [
+      "# the operator's own mirrors",
+      "mirrors:",
+      "    quay.io:",
+      "        endpoint:",
+      '            - "https://quay-mirror.corp:5000"',
+      '    "10.0.0.9:5000":',
+      '        endpoint: ["http://10.0.0.9:5000"]',
+      "configs:",
+      '    "quay-mirror.corp:5000":',
+      "        tls:",
+      "            ca_file: /etc/ssl/corp.crt",
+      "",
+    ].join("\n");
+    let script: string;
+
+    before(async function () {
+      rancher = await node("lab-node-rancher");
+      script = scriptFor(rancher.name, {
+        runtime: "k3s",
+        mirror: { endpoint: httpMirror.nodeEndpoint, scheme: "http" },
+      });
+      await rancher.sh(`mkdir -p /etc/rancher/k3s && cat > ${file}`, { input: operatorFile });
+    });
+
+    it("keeps the operator's mirrors and configs, adds ours, and restores the file byte for byte", async function () {
+      const original = await rancher.checksum(file);
+      await runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script);
+      const merged = YAML.parse((await rancher.sh(`cat ${file}`)).stdout) as {
+        mirrors: Record<string, { endpoint: string[] }>;
+        configs: Record<string, unknown>;
+      };
+      const operator = YAML.parse(operatorFile) as typeof merged;
+      assert.deepEqual(merged.configs, operator.configs);
+      assert.deepEqual(merged.mirrors, {
+        ...operator.mirrors,
+        "registry.k8s.io": { endpoint: [`http://${httpMirror.nodeEndpoint}`] },
+        "docker.io": { endpoint: [`http://${httpMirror.nodeEndpoint}`] },
+        // The mirror's own name, which the run pod pulls.
+        [httpMirror.nodeEndpoint]: { endpoint: [`http://${httpMirror.nodeEndpoint}`] },
+      });
+      const again = await runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script);
+      assert.match(again.stdout, /unchanged \/etc\/rancher\/k3s\/registries\.yaml/);
+      await runLikeLocalCommand("nodes-lab-node-rancher", commands.delete, script);
+      assert.equal(await rancher.checksum(file), original);
+    });
+
+    it("refuses a registry both files configure, naming the file and the key, and changes nothing", async function () {
+      const conflicting = `${operatorFile.replace("quay.io:", "registry.k8s.io:")}`;
+      await rancher.sh(`cat > ${file}`, { input: conflicting });
+      const original = await rancher.checksum(file);
+      await assert.rejects(
+        runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script),
+        /error: cannot merge into \/etc\/rancher\/k3s\/registries\.yaml: mirrors\."registry\.k8s\.io" is set there already/,
+      );
+      assert.equal(await rancher.checksum(file), original);
+      assert.equal(await rancher.checksum("/var/lib/airgap-conformance"), "absent");
+    });
+
+    it("stops when the merged file was edited by hand since the last apply, instead of losing the edit", async function () {
+      await rancher.sh(`cat > ${file}`, { input: operatorFile });
+      await runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script);
+      await rancher.sh(`printf '%s\\n' '# a hand edit' >> ${file}`);
+      const edited = await rancher.checksum(file);
+      await assert.rejects(
+        runLikeLocalCommand("nodes-lab-node-rancher", commands.create, script),
+        /error: \/etc\/rancher\/k3s\/registries\.yaml changed since the last apply/,
+      );
+      assert.equal(await rancher.checksum(file), edited);
+      await runLikeLocalCommand("nodes-lab-node-rancher", commands.delete, script);
+    });
+  });
+
   describe("podman with the registries.conf.d drop-in", function () {
     let podmanNode: LabNode;
     let script: string;
@@ -287,6 +478,35 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       assert.notEqual(pulled.code, 0);
     });
 
+    it("refuses when another file has a [[registry]] for the same prefix, naming it, and changes nothing", async function () {
+      // Sorted after ours, it would silently replace our entry for registry.k8s.io.
+      const operatorDropIn = "/etc/containers/registries.conf.d/60-operator.conf";
+      await podmanNode.sh(`cat > ${operatorDropIn}`, {
+        input: [
+          "# the operator's mirror",
+          "[[registry]]",
+          'prefix = "registry.k8s.io"',
+          'location = "registry.k8s.io"',
+          "[[registry.mirror]]",
+          'location = "k8s-mirror.corp:5000"',
+          "",
+        ].join("\n"),
+      });
+      const before = await treeSums(podmanNode, ["/etc/containers", "/var/lib/airgap-conformance"]);
+      try {
+        await assert.rejects(
+          runLikeLocalCommand("nodes-lab-node-podman", commands.create, script),
+          /error: \/etc\/containers\/registries\.conf\.d\/60-operator\.conf has a \[\[registry\]\] for registry\.k8s\.io, which this configuration's \/etc\/containers\/registries\.conf\.d\/50-airgap-mirror\.conf sets too/,
+        );
+        assert.equal(
+          await treeSums(podmanNode, ["/etc/containers", "/var/lib/airgap-conformance"]),
+          before,
+        );
+      } finally {
+        await podmanNode.sh(`rm ${operatorDropIn}`);
+      }
+    });
+
     it("pulls tags through the mirror with it (pull-from-mirror = all), and removes it on delete", async function () {
       await runLikeLocalCommand("nodes-lab-node-podman", commands.create, script);
       const pulled = await podmanPull(busybox);
@@ -302,16 +522,31 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
   });
 
   describe("hosts spoofing on a bind-mounted /etc/hosts", function () {
-    it("resolves upstream names to the mirror's IP, then restores /etc/hosts exactly", async function () {
+    it("resolves upstream names to the mirror's IP, trusts its CA system-wide, restarts containerd, then restores everything", async function () {
       const hostsNode = await node("lab-node-hosts", { blockUpstreams: false });
-      const original = await hostsNode.checksum("/etc/hosts");
-      const mirrorIp = "192.0.2.10"; // nothing connects: the script only writes and resolves
+      const watchedFiles = ["/etc/hosts", "/etc/ssl/certs/ca-certificates.crt"];
+      const original = await Promise.all(watchedFiles.map((file) => hostsNode.checksum(file)));
+      const mirrorIp = "192.0.2.10"; // nothing connects: the script writes, trusts and resolves
+      // Self-signed for the spoofed names and the mirror's IP, so it is its own CA.
+      const certificate = readFileSync(
+        path.resolve(__dirname, "..", "fixtures", "spoofed-upstreams.crt"),
+        "utf8",
+      );
       const script = scriptFor(hostsNode.name, {
         runtime: "hosts",
-        mirror: { endpoint: `${mirrorIp}:80`, scheme: "http" },
+        mirror: {
+          endpoint: `${mirrorIp}:443`,
+          scheme: "https",
+          caCertificate: certificate,
+          certificate,
+        },
       });
       const commands = nodeCommands({ kind: "docker-exec", container: hostsNode.name });
-      await runLikeLocalCommand("nodes-lab-node-hosts", commands.create, script);
+      const pidBefore = await containerdPid(hostsNode);
+      const applied = await runLikeLocalCommand("nodes-lab-node-hosts", commands.create, script);
+      assert.match(applied.stdout, /updated the system CA store/);
+      assert.match(applied.stdout, /restarted containerd/);
+      assert.notEqual(await containerdPid(hostsNode), pidBefore, "containerd re-reads the roots");
       const resolved = await hostsNode.sh("getent hosts registry.k8s.io registry-1.docker.io");
       assert.deepEqual(
         resolved.stdout
@@ -320,6 +555,12 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
           .map((line) => line.split(/\s+/)[0]),
         [mirrorIp, mirrorIp],
       );
+      // The system store (what Go reads) now verifies a certificate this CA signed.
+      const trusted = await hostsNode.sh(
+        "cat > /tmp/leaf.crt && openssl verify -CAfile /etc/ssl/certs/ca-certificates.crt /tmp/leaf.crt",
+        { input: certificate },
+      );
+      assert.match(trusted.stdout, /\/tmp\/leaf\.crt: OK/);
       await runLikeLocalCommand("nodes-lab-node-hosts", commands.create, script);
       assert.equal(
         (await hostsNode.sh("grep -c 'BEGIN airgap-conformance' /etc/hosts")).stdout.trim(),
@@ -327,7 +568,10 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
         "a second apply does not add a second block",
       );
       await runLikeLocalCommand("nodes-lab-node-hosts", commands.delete, script);
-      assert.equal(await hostsNode.checksum("/etc/hosts"), original);
+      assert.deepEqual(
+        await Promise.all(watchedFiles.map((file) => hostsNode.checksum(file))),
+        original,
+      );
     });
   });
 
@@ -389,20 +633,70 @@ exec /bin/mv "$@"
       assert.equal(await victim.checksum(target), originalSum);
     });
 
-    it("a read-only target directory fails clearly, naming the node and the path", async function () {
-      await victim.sh(`mkdir -p ${hostsDir} && mount -t tmpfs -o ro tmpfs ${hostsDir}`);
+    it("a write failing half-way rolls back everything the run changed, byte for byte, and says so", async function () {
+      // docker.io's hosts.toml is the last file: config.toml and registry.k8s.io's are written first.
+      await victim.sh(
+        `rm -rf ${hostsDir} && mkdir -p ${hostsDir}/docker.io && mount -t tmpfs -o ro tmpfs ${hostsDir}/docker.io`,
+      );
+      const before = await treeSums(victim, ["/etc/containerd", "/var/lib/airgap-conformance"]);
+      let failure: Error | undefined;
       try {
-        await assert.rejects(
-          runLikeLocalCommand("nodes-lab-node-faults", commands.create, script),
-          /node lab-node-faults: error: cannot create directory \/etc\/containerd\/certs\.d\/registry\.k8s\.io: .*Read-only file system/,
-        );
+        await runLikeLocalCommand("nodes-lab-node-faults", commands.create, script);
+      } catch (error) {
+        failure = error as Error;
       } finally {
-        await victim.sh(`umount ${hostsDir}`);
+        await victim.sh(`umount ${hostsDir}/docker.io`);
       }
-      // What the failed run had changed (config.toml, before it stopped) is put back.
-      await runLikeLocalCommand("nodes-lab-node-faults", commands.delete, script);
+      assert.ok(failure, "the apply failed");
+      assert.match(
+        failure.message,
+        /node lab-node-faults: error: cannot write \/etc\/containerd\/certs\.d\/docker\.io\/\.hosts\.toml\.airgap-new: .*Read-only file system/,
+      );
+      assert.match(
+        failure.message,
+        /removed \/etc\/containerd\/certs\.d\/registry\.k8s\.io\/hosts\.toml/,
+      );
+      assert.match(failure.message, /restored \/etc\/containerd\/config\.toml/);
+      assert.match(failure.message, /every file is as it was before this run/);
+      assert.equal(
+        await treeSums(victim, ["/etc/containerd", "/var/lib/airgap-conformance"]),
+        before,
+      );
       assert.equal(await victim.checksum("/etc/containerd/config.toml"), originalConfig);
-      assert.equal(await victim.checksum(defaultStateDir), "absent");
+      const plugins = await victim.sh("ctr plugins ls");
+      assert.match(plugins.stdout, /io\.containerd\.grpc\.v1\s+cri\s+\S+\s+ok/);
+    });
+
+    it("verification failing after the restart rolls back and restarts containerd again", async function () {
+      await victim.sh(`rm -rf ${hostsDir}`);
+      const before = await treeSums(victim, ["/etc/containerd", "/var/lib/airgap-conformance"]);
+      // A ctr that reports the CRI plugin as failed (what a config CRI refuses looks like).
+      await victim.sh("cat > /usr/local/bin/ctr && chmod 755 /usr/local/bin/ctr", {
+        input: `#!/bin/sh
+if [ "$1" = plugins ]; then /usr/bin/ctr "$@" | sed -e '/[[:space:]]cri[[:space:]]/s/ok[[:space:]]*$/error/'; exit 0; fi
+exec /usr/bin/ctr "$@"
+`,
+      });
+      const pidBefore = await containerdPid(victim);
+      let failure: Error | undefined;
+      try {
+        await runLikeLocalCommand("nodes-lab-node-faults", commands.create, script);
+      } catch (error) {
+        failure = error as Error;
+      } finally {
+        await victim.sh("rm /usr/local/bin/ctr");
+      }
+      assert.ok(failure, "the apply failed");
+      assert.match(failure.message, /error: containerd's CRI plugin is not loaded/);
+      assert.match(failure.message, /restored \/etc\/containerd\/config\.toml/);
+      assert.match(failure.message, /restarted containerd/);
+      assert.equal(
+        await treeSums(victim, ["/etc/containerd", "/var/lib/airgap-conformance"]),
+        before,
+      );
+      assert.notEqual(await containerdPid(victim), pidBefore);
+      const dump = (await victim.sh("containerd config dump")).stdout;
+      assert.match(dump, /config_path = ""/, "the running containerd has the original config");
     });
 
     it("a config.toml pointing config_path elsewhere stops before any file changes", async function () {

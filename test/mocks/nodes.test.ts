@@ -1,6 +1,7 @@
 import { recorded, resourcesOf, settle, valueOf, type RecordedResource } from "./harness";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -59,6 +60,7 @@ const resourceKeys: Record<string, string> = {
   "worker-2": "ssh-10.0.0.12",
   "worker-3": "ssh-10.0.0.13",
   "kind-control-plane": "docker-kind-control-plane",
+  "kind-worker": "docker-kind-worker",
   "server-1": "ssh-k3s-1.lab-2222",
 };
 
@@ -163,6 +165,7 @@ describe("NodeRegistryConfig (mocks)", function () {
             [
               "/etc/containerd/config.toml",
               "/etc/airgap-conformance/mirror-ca.crt",
+              "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
               "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
               "/etc/containerd/certs.d/docker.io/hosts.toml",
             ],
@@ -181,6 +184,7 @@ describe("NodeRegistryConfig (mocks)", function () {
             [
               "/etc/containerd/config.toml",
               "/etc/airgap-conformance/mirror-ca.crt",
+              "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
               "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
               "/etc/containerd/certs.d/docker.io/hosts.toml",
             ],
@@ -245,6 +249,64 @@ describe("NodeRegistryConfig (mocks)", function () {
       }
       // In the script it is only base64 inside the registries.yaml content.
       assert.ok(!String(server.inputs.stdin).includes(password));
+    });
+  });
+
+  describe("containerd nodes with mirror credentials", function () {
+    const header = `Basic ${Buffer.from(`puller:${password}`).toString("base64")}`;
+    let component: NodeRegistryConfig;
+    before(async function () {
+      component = await declare("creds", {
+        nodes: [
+          sshNode("worker-1", "10.0.0.11", "containerd"),
+          { name: "kind-worker", runtime: "containerd2", access: { kind: "docker-exec" } },
+        ],
+        mirror: { ...mirror, auth: { username: "puller", password: pulumi.secret(password) } },
+        upstreams,
+      });
+    });
+
+    it("sends each node a secret script whose hosts.toml files carry the Authorization header", function () {
+      for (const [node, runtime] of [
+        ["worker-1", "containerd"],
+        ["kind-worker", "containerd2"],
+      ] as const) {
+        const resource = child("creds", node);
+        assert.ok(resource.secretPaths.includes("stdin"), `${node}: ${resource.secretPaths}`);
+        const script = String(resource.inputs.stdin);
+        assert.equal(script, expectedScript(node, runtime, { username: "puller", password }));
+        // The header travels base64-encoded inside the script, like every file's content.
+        const files = planNodeFiles({
+          runtime,
+          mirror: { ...mirror, auth: { username: "puller", password } },
+          upstreams,
+        }).files;
+        const withHeader = files.filter(
+          (file) => file.kind === "file" && file.content.includes(header),
+        );
+        assert.deepEqual(
+          withHeader.map((file) => file.path),
+          [
+            "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
+            "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+            "/etc/containerd/certs.d/docker.io/hosts.toml",
+          ],
+        );
+        assert.ok(!script.includes(password) && !script.includes(header));
+        for (const key of ["create", "delete", "triggers"]) {
+          assert.ok(!JSON.stringify(resource.inputs[key]).includes(password));
+        }
+      }
+    });
+
+    it("keeps the scripts output secret and reports no checksum of a file holding the password", async function () {
+      assert.equal(await pulumi.isSecret(component.scripts), true);
+      const reports = await valueOf(component.nodes);
+      for (const report of reports) {
+        for (const file of report.files.filter((f) => f.path.endsWith("hosts.toml"))) {
+          assert.equal(file.sha256, undefined, `${report.name}: ${file.path}`);
+        }
+      }
     });
   });
 
@@ -314,6 +376,39 @@ describe("NodeRegistryConfig (mocks)", function () {
     });
   });
 
+  describe("a manual node", function () {
+    let component: NodeRegistryConfig;
+    let dir: string;
+    before(async function () {
+      dir = mkdtempSync(path.join(os.tmpdir(), "node-scripts-"));
+      component = await declare("handoff", {
+        nodes: [
+          sshNode("worker-1", "10.0.0.11"),
+          { name: "edge-7", runtime: "containerd", access: { kind: "manual" } },
+        ],
+        mirror,
+        upstreams,
+        manualScriptDir: dir,
+      });
+    });
+
+    it("declares no command for it, only for the nodes Pulumi reaches", function () {
+      assert.deepEqual(
+        children("handoff").map((resource) => [resource.type, resource.name]),
+        [[remoteType, "handoff-ssh-10.0.0.11"]],
+      );
+    });
+
+    it("writes its exact script (mode 0600) and exports where it is", async function () {
+      const written = await valueOf(component.manualScripts);
+      const file = path.join(dir, "edge-7", "node-script.sh");
+      assert.deepEqual(written, { "edge-7": file });
+      assert.equal(readFileSync(file, "utf8"), expectedScript("edge-7", "containerd"));
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      assert.equal((await valueOf(component.scripts))["edge-7"], readFileSync(file, "utf8"));
+    });
+  });
+
   describe("bad input fails before anything is created", function () {
     const cases: Array<[string, Partial<NodeRegistryConfigArgs>, RegExp]> = [
       [
@@ -346,6 +441,14 @@ describe("NodeRegistryConfig (mocks)", function () {
         /nodes\[0\]\.access\.privateKey: an ssh node needs a private key/,
       ],
       [
+        "credentials for a node that cannot carry them",
+        {
+          nodes: [sshNode("n1", "10.0.0.1", "crio")],
+          mirror: { ...mirror, auth: { username: "puller", password: pulumi.secret(password) } },
+        },
+        /NodeRegistryConfig: mirror\.auth: crio nodes cannot be given the mirror's credentials/,
+      ],
+      [
         "ssh node without a host key",
         {
           nodes: [
@@ -360,9 +463,9 @@ describe("NodeRegistryConfig (mocks)", function () {
         /nodes\[0\]\.access\.hostKey: ssh node n1 \(10\.0\.0\.1\) needs its host key .*skipHostKeyCheck: true/,
       ],
       [
-        "hosts flavour on a non-standard port",
+        "hosts flavour over plain http",
         { nodes: [sshNode("n1", "10.0.0.1", "hosts")], mirror: { endpoint: "10.0.0.5:5000" } },
-        /mirror\.endpoint: hosts spoofing .*standard port \(80 for http\)/,
+        /mirror\.scheme: hosts spoofing .*over https on port 443 only/,
       ],
     ];
     for (const [label, patch, expected] of cases) {

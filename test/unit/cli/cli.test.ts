@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import * as os from "node:os";
@@ -51,6 +52,59 @@ describe("offline CLI", function () {
       "utf8",
     );
     assert.match(hostsToml, /\[host\."http:\/\/kind-registry:5000"\]/);
+    // The exact script the node runs: valid sh, carrying that same file as its content.
+    const script = readFileSync(
+      path.join(out, "nodes/airgap-control-plane/node-script.sh"),
+      "utf8",
+    );
+    assert.match(
+      script,
+      /^#!\/bin\/sh\n# airgap-conformance NodeRegistryConfig for node airgap-control-plane \(containerd\)/,
+    );
+    const syntax = spawnSync("/bin/sh", ["-n"], { input: script, encoding: "utf8" });
+    assert.equal(syntax.status, 0, syntax.stderr);
+    const staged = [...script.matchAll(/<<'AIRGAP_CONTENT'\n([\s\S]*?)\nAIRGAP_CONTENT$/gm)].map(
+      ([, body]) => Buffer.from(body.replace(/\n/g, ""), "base64").toString("utf8"),
+    );
+    assert.ok(staged.includes(hostsToml), "the script writes the reviewed hosts.toml");
+    assert.match(result.stdout, /nodes\/airgap-control-plane\/node-script\.sh/);
+    // ...and the file for the mirror's own name, which the run pod and the repo list use.
+    const ownHostsToml = readFileSync(
+      path.join(
+        out,
+        "nodes/airgap-control-plane/etc/containerd/certs.d/kind-registry_5000_/hosts.toml",
+      ),
+      "utf8",
+    );
+    assert.match(ownHostsToml, /^server = "http:\/\/kind-registry:5000"$/m);
+  });
+
+  it("renders where credentials go on a TLS + htpasswd stack, naming the key instead of the password", function () {
+    const fixtures = path.resolve(__dirname, "..", "..", "fixtures");
+    const dir = mkdtempSync(path.join(os.tmpdir(), "stack-"));
+    const file = path.join(dir, "Pulumi.kubeadm.yaml");
+    // The kubeadm stack with its bastion's files replaced by fixtures.
+    writeFileSync(
+      file,
+      readFileSync(path.resolve(__dirname, "..", "..", "..", "Pulumi.kubeadm.yaml"), "utf8")
+        .replace("/etc/airgap/registry.crt", path.join(fixtures, "registry.crt"))
+        .replace("/etc/airgap/registry.key", path.join(fixtures, "registry.key"))
+        .replace("/etc/airgap/ca.crt", path.join(fixtures, "registry.crt")),
+    );
+    const out = mkdtempSync(path.join(os.tmpdir(), "render-"));
+    const result = runCli(["render", "--file", file, "--out", out]);
+    assert.equal(result.code, 0, result.stderr);
+    const own = readFileSync(
+      path.join(out, "nodes/cp-1/etc/containerd/certs.d/10.0.0.5_5000_/hosts.toml"),
+      "utf8",
+    );
+    assert.match(own, /^server = "https:\/\/10\.0\.0\.5:5000"$/m);
+    assert.match(own, /^ca = "\/etc\/airgap-conformance\/mirror-ca\.crt"$/m);
+    assert.match(
+      own,
+      /^ {2}Authorization = "Basic <base64 of mirror:<airgap-conformance:registryPassword>>"$/m,
+    );
+    assert.doesNotMatch(own, /placeholder/);
   });
 
   it("renders the OpenShift mirror objects and no node file for openshift nodes", function () {

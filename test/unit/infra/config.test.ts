@@ -6,6 +6,7 @@ import {
   buildStackConfig,
   configKeyForRegistryArg,
   parseExtraSettings,
+  parseNodeEntry,
   readTypedConfig,
   registryArgConfigKeys,
 } from "../../../infra/config";
@@ -122,6 +123,36 @@ describe("stack config", function () {
     };
     for (const fullKey of Object.keys(stack.config)) {
       assert.ok(schema.keys[fullKey.replace(/^airgap-conformance:/, "")], fullKey);
+    }
+  });
+});
+
+describe("nodes entries", function () {
+  it("parses docker://, ssh:// and manual:// nodes", function () {
+    assert.deepEqual(parseNodeEntry("nodes[0]", "manual://edge-7?runtime=k3s"), {
+      name: "edge-7",
+      runtime: "k3s",
+      access: { kind: "manual" },
+    });
+    assert.deepEqual(parseNodeEntry("nodes[0]", "docker://kind-control-plane?runtime=containerd"), {
+      name: "kind-control-plane",
+      runtime: "containerd",
+      access: { kind: "docker-exec", container: "kind-control-plane" },
+    });
+  });
+
+  it("refuses a manual node with a user, a port or sudo, naming the key and the forms allowed", function () {
+    for (const entry of [
+      "manual://root@edge-7?runtime=k3s",
+      "manual://edge-7:22?runtime=k3s",
+      "manual://edge-7?runtime=k3s&sudo=true",
+      "manual://?runtime=k3s",
+    ]) {
+      assert.throws(
+        () => parseNodeEntry("airgap-conformance:nodes[1]", entry),
+        /airgap-conformance:nodes\[1\].*manual:\/\/<node>\?runtime=<flavour>/,
+        entry,
+      );
     }
   });
 });

@@ -34,8 +34,12 @@ describe("k3s/rke2 node options", function () {
     const mirror = documented("docs-private-registry-mirror.yaml") as {
       mirrors: Record<string, unknown>;
     };
-    // Exactly the documentation's two snippets together.
-    assert.deepEqual(parsed.mirrors, { ...mirror.mirrors, ...wildcard.mirrors });
+    // The documentation's two snippets, beside the mirror's own name.
+    assert.deepEqual(parsed.mirrors, {
+      "registry.example.com:5000": { endpoint: ["https://registry.example.com:5000"] },
+      ...mirror.mirrors,
+      ...wildcard.mirrors,
+    });
     // Written the way the documentation writes it, not `"*": null`.
     assert.match(text, /^ {2}"\*":$/m);
   });

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import * as smolToml from "smol-toml";
 import * as YAML from "yaml";
 import {
   type NodeMirror,
@@ -8,6 +9,9 @@ import {
   renderContainerdConfigFile,
   renderContainerdConfigFragment,
   renderContainerdHostsToml,
+  renderContainerdMirrorHostsToml,
+  containerdHostDirectoryName,
+  basicAuthorization,
   renderHostsBlock,
   renderLocalRegistryHosting,
   renderRancherNoFallbackConfig,
@@ -24,6 +28,12 @@ const tlsMirror: NodeMirror = {
   scheme: "https",
   caFile: "/etc/airgap-conformance/mirror-ca.crt",
 };
+/** TOML as plain objects (the parser's tables have a null prototype). */
+function parseToml(text: string): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(smolToml.parse(text))) as Record<string, unknown>;
+}
+
+const puller = { username: "puller", password: "s3cret" };
 const k8s: NodeUpstream = { registry: "registry.k8s.io" };
 const hub: NodeUpstream = { registry: "docker.io" };
 const prefixedHub: NodeUpstream = { registry: "docker.io", pathPrefix: "dockerhub" };
@@ -112,6 +122,21 @@ describe("node config renderers", function () {
       );
     });
 
+    it("TLS mirror with a CA and credentials: the header goes to the mirror only", function () {
+      const text = renderContainerdHostsToml(k8s, { ...tlsMirror, auth: puller });
+      assertGolden("hosts.toml-tls-auth", text);
+      const parsed = parseToml(text) as unknown as {
+        server: string;
+        header?: unknown;
+        host: Record<string, { header?: Record<string, string> }>;
+      };
+      assert.equal(parsed.server, "https://registry.k8s.io");
+      assert.equal(parsed.header, undefined, "the upstream server gets no credentials");
+      assert.deepEqual(parsed.host["https://registry.lab:5443"].header, {
+        Authorization: `Basic ${Buffer.from("puller:s3cret").toString("base64")}`,
+      });
+    });
+
     it("with fallback forbidden never names the upstream", function () {
       fc.assert(
         fc.property(upstreamArb, mirrorArb, (upstream, mirror) => {
@@ -122,6 +147,43 @@ describe("node config renderers", function () {
           assert.match(body, new RegExp(`^server = "${mirror.scheme}://`));
         }),
       );
+    });
+  });
+
+  describe("containerd hosts.toml for the mirror's own name", function () {
+    it("plain http: the mirror is the server, with its scheme", function () {
+      assertGolden("hosts.toml-mirror-http", renderContainerdMirrorHostsToml(httpMirror));
+    });
+    it("TLS with a CA and credentials: ca and an Authorization header", function () {
+      assertGolden(
+        "hosts.toml-mirror-tls-auth",
+        renderContainerdMirrorHostsToml({ ...tlsMirror, auth: puller }),
+      );
+    });
+    it("parses back to the mirror's URL, its TLS settings and its credentials", function () {
+      fc.assert(
+        fc.property(
+          mirrorArb,
+          fc.option(fc.record({ username: hostLabel, password: fc.string({ minLength: 1 }) })),
+          (mirror, auth) => {
+            const parsed = parseToml(
+              renderContainerdMirrorHostsToml({ ...mirror, auth: auth ?? undefined }),
+            );
+            assert.deepEqual(parsed, {
+              server: `${mirror.scheme}://${mirror.endpoint}`,
+              capabilities: ["pull", "resolve"],
+              ...(mirror.caFile ? { ca: mirror.caFile } : {}),
+              ...(mirror.skipVerify ? { skip_verify: true } : {}),
+              ...(auth ? { header: { Authorization: basicAuthorization(auth) } } : {}),
+            });
+          },
+        ),
+      );
+    });
+    it("lives where containerd looks first: host_port_ for host:port, the host alone without", function () {
+      assert.equal(containerdHostDirectoryName("kind-registry:5000"), "kind-registry_5000_");
+      assert.equal(containerdHostDirectoryName("[fd00::5]:5000"), "[fd00::5]_5000_");
+      assert.equal(containerdHostDirectoryName("registry.lab"), "registry.lab");
     });
   });
 
@@ -170,10 +232,14 @@ describe("node config renderers", function () {
             const parsed = YAML.parse(renderRegistriesYaml(withAuth, upstreams), {
               version: "1.1",
             });
-            assert.deepEqual(
-              Object.keys(parsed.mirrors),
-              upstreams.map((u) => u.registry),
-            );
+            assert.deepEqual(Object.keys(parsed.mirrors), [
+              mirror.endpoint,
+              ...upstreams.map((u) => u.registry),
+            ]);
+            // The mirror's own name is pulled from itself, with its scheme.
+            assert.deepEqual(parsed.mirrors[mirror.endpoint], {
+              endpoint: [`${mirror.scheme}://${mirror.endpoint}`],
+            });
             for (const upstream of upstreams) {
               const entry = parsed.mirrors[upstream.registry];
               assert.deepEqual(entry.endpoint, [`${mirror.scheme}://${mirror.endpoint}`]);
@@ -209,20 +275,36 @@ describe("node config renderers", function () {
       );
     });
 
-    it("one registry per upstream, each with one mirror, insecure only for http or skipVerify", function () {
+    it("the mirror's own registry plus one per upstream with one mirror, insecure only for http or skipVerify", function () {
       fc.assert(
         fc.property(
           fc.uniqueArray(upstreamArb, { selector: (u) => u.registry, minLength: 1, maxLength: 4 }),
           mirrorArb,
-          (upstreams, mirror) => {
-            const text = renderRegistriesConfDropIn(mirror, upstreams);
-            assert.equal(text.match(/^\[\[registry\]\]$/gm)?.length, upstreams.length);
-            assert.equal(text.match(/^\[\[registry\.mirror\]\]$/gm)?.length, upstreams.length);
-            assert.equal(text.match(/^pull-from-mirror = "all"$/gm)?.length, upstreams.length);
+          fc.boolean(),
+          (upstreams, mirror, forbidFallback) => {
+            const text = renderRegistriesConfDropIn(mirror, upstreams, { forbidFallback });
+            const parsed = parseToml(text) as unknown as {
+              registry: Array<{
+                location: string;
+                prefix?: string;
+                insecure?: boolean;
+                mirror?: Array<{ location: string; insecure?: boolean }>;
+              }>;
+            };
             const insecure = mirror.scheme === "http" || mirror.skipVerify === true;
+            assert.equal(parsed.registry.length, upstreams.length + 1);
+            const own = parsed.registry[0];
+            assert.deepEqual(own, {
+              location: mirror.endpoint,
+              ...(insecure ? { insecure: true } : {}),
+            });
+            if (!forbidFallback) {
+              assert.equal(text.match(/^\[\[registry\.mirror\]\]$/gm)?.length, upstreams.length);
+              assert.equal(text.match(/^pull-from-mirror = "all"$/gm)?.length, upstreams.length);
+            }
             assert.equal(
               text.match(/^insecure = true$/gm)?.length ?? 0,
-              insecure ? upstreams.length : 0,
+              insecure ? upstreams.length + 1 : 0,
             );
             assert.ok(!text.includes("mirror-by-digest-only"));
           },
@@ -235,7 +317,7 @@ describe("node config renderers", function () {
     it("maps each upstream (Docker Hub under both names) to the mirror's IP", function () {
       assertGolden(
         "hosts-block",
-        renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [k8s, hub]),
+        renderHostsBlock({ endpoint: "10.0.0.5:443", scheme: "https" }, [k8s, hub]),
       );
       assert.match(
         renderHostsBlock({ endpoint: "10.0.0.5", scheme: "https" }, [k8s]),
@@ -243,34 +325,35 @@ describe("node config renderers", function () {
       );
     });
 
-    it("refuses any non-standard port, naming mirror.endpoint and the port needed", function () {
+    it("refuses plain http: runtimes reach upstream names over https only", function () {
+      assert.throws(
+        () => renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [k8s]),
+        /mirror\.scheme: hosts spoofing .* over https on port 443 only/,
+      );
+    });
+
+    it("refuses any port but 443, naming mirror.endpoint", function () {
       fc.assert(
-        fc.property(
-          fc.integer({ min: 1, max: 65535 }),
-          fc.constantFrom("http" as const, "https" as const),
-          (port, scheme) => {
-            fc.pre(port !== (scheme === "https" ? 443 : 80));
-            assert.throws(
-              () => renderHostsBlock({ endpoint: `10.0.0.5:${port}`, scheme }, [k8s]),
-              (error: Error) =>
-                error instanceof NodeConfigError &&
-                error.arg === "mirror.endpoint" &&
-                error.message.includes(
-                  `standard port (${scheme === "https" ? 443 : 80} for ${scheme})`,
-                ),
-            );
-          },
-        ),
+        fc.property(fc.integer({ min: 1, max: 65535 }), (port) => {
+          fc.pre(port !== 443);
+          assert.throws(
+            () => renderHostsBlock({ endpoint: `10.0.0.5:${port}`, scheme: "https" }, [k8s]),
+            (error: Error) =>
+              error instanceof NodeConfigError &&
+              error.arg === "mirror.endpoint" &&
+              error.message.includes(`must listen on port 443 (https); '10.0.0.5:${port}'`),
+          );
+        }),
       );
     });
 
     it("refuses a host name (needs an IP) and path prefixes", function () {
       assert.throws(
-        () => renderHostsBlock({ endpoint: "registry.lab:80", scheme: "http" }, [k8s]),
+        () => renderHostsBlock({ endpoint: "registry.lab:443", scheme: "https" }, [k8s]),
         /mirror\.endpoint: hosts spoofing needs the mirror's IP address/,
       );
       assert.throws(
-        () => renderHostsBlock({ endpoint: "10.0.0.5:80", scheme: "http" }, [prefixedHub]),
+        () => renderHostsBlock({ endpoint: "10.0.0.5:443", scheme: "https" }, [prefixedHub]),
         /upstreams: docker\.io has pathPrefix 'dockerhub'/,
       );
     });

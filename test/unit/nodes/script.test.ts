@@ -14,17 +14,29 @@ import {
   runtimeFlavours,
   sha256Hex,
   shellQuote,
+  systemCaPath,
+  systemCaPathRhel,
 } from "../../../core/nodes";
 import { assertGolden } from "./golden";
 
 const caPem = readFileSync(path.resolve(__dirname, "..", "..", "fixtures", "registry.crt"), "utf8");
+/** Self-signed, naming the spoofed upstreams and 10.0.0.5: its own CA. */
+const spoofedPem = readFileSync(
+  path.resolve(__dirname, "..", "..", "fixtures", "spoofed-upstreams.crt"),
+  "utf8",
+);
 
 function inputFor(runtime: NodePlanInput["runtime"]): NodePlanInput {
   return {
     runtime,
     mirror:
       runtime === "hosts"
-        ? { endpoint: "10.0.0.5:443", scheme: "https", caCertificate: caPem }
+        ? {
+            endpoint: "10.0.0.5:443",
+            scheme: "https",
+            caCertificate: spoofedPem,
+            certificate: spoofedPem,
+          }
         : { endpoint: "registry.lab:5443", scheme: "https", caCertificate: caPem },
     upstreams: [{ registry: "registry.k8s.io" }, { registry: "docker.io" }],
   };
@@ -50,13 +62,15 @@ function shellSyntaxError(script: string): string | undefined {
 }
 
 describe("node plans and scripts", function () {
-  it("plans containerd nodes: config.toml first (so a bad one stops the run early), CA, hosts.toml per upstream", function () {
+  it("plans containerd nodes: config.toml first (so a bad one stops the run early), CA, hosts.toml for the mirror's own name and per upstream", function () {
     const plan = planNodeFiles(inputFor("containerd"));
     assert.deepEqual(
       plan.files.map((file) => [file.kind, file.path, file.afterChange]),
       [
         ["containerd-config", "/etc/containerd/config.toml", "restart-containerd"],
         ["file", "/etc/airgap-conformance/mirror-ca.crt", "none"],
+        // containerd looks for host_port_ before host:port: this name cannot be shadowed.
+        ["file", `${containerdHostsDir}/registry.lab_5443_/hosts.toml`, "none"],
         ["file", `${containerdHostsDir}/registry.k8s.io/hosts.toml`, "none"],
         ["file", `${containerdHostsDir}/docker.io/hosts.toml`, "none"],
       ],
@@ -95,6 +109,54 @@ describe("node plans and scripts", function () {
     const registries = plan.files.find((file) => file.path.endsWith("registries.yaml"));
     assert.ok(registries?.kind === "file" && registries.mode === "0600" && registries.secret);
     assert.equal(planNodeFiles(inputFor("k3s")).secret, false);
+  });
+
+  it("keeps containerd's credentials only in 0600 hosts.toml files and marks the plan secret", function () {
+    const plan = planNodeFiles({
+      ...inputFor("containerd2"),
+      mirror: { ...inputFor("containerd2").mirror, auth: { username: "puller", password: "pw" } },
+    });
+    assert.equal(plan.secret, true);
+    const header = `Authorization = "Basic ${Buffer.from("puller:pw").toString("base64")}"`;
+    for (const file of plan.files) {
+      if (file.kind !== "file") continue;
+      const holds = file.content.includes(header);
+      assert.equal(holds, file.path.endsWith("/hosts.toml"), file.path);
+      assert.equal(file.secret, holds, file.path);
+      assert.equal(file.mode, holds ? "0600" : "0644", file.path);
+    }
+    assert.equal(planNodeFiles(inputFor("containerd2")).secret, false);
+  });
+
+  it("merges registries.yaml, checks registries.conf prefixes first, and puts the system CA where the node's tool reads", function () {
+    const configureOf = (runtime: NodePlanInput["runtime"]) => {
+      const script = renderNodeScript(planNodeFiles(inputFor(runtime)), { nodeName: "node-1" });
+      return {
+        configure: script.slice(script.indexOf("configure() {"), script.indexOf("verify() {")),
+        verify: script.slice(script.indexOf("verify() {")),
+      };
+    };
+    const k3s = configureOf("k3s");
+    assert.match(
+      k3s.configure,
+      /^ {2}merge_registries_yaml \S+ '\/etc\/rancher\/k3s\/registries\.yaml' 0\d{3} restart-k3s$/m,
+    );
+    assert.doesNotMatch(k3s.verify, /registries\.yaml/, "the merged file is not checked by sum");
+    const podman = configureOf("podman");
+    const check = podman.configure.indexOf(
+      "check_registry_prefixes '/etc/containers/registries.conf.d/50-airgap-mirror.conf'",
+    );
+    const write = podman.configure.indexOf(
+      "put_file content-2 '/etc/containers/registries.conf.d/50-airgap-mirror.conf'",
+    );
+    assert.ok(check > 0 && check < write, "prefixes are checked before the drop-in is written");
+    assert.match(podman.verify, /verify_registries_conf/);
+    const hosts = configureOf("hosts");
+    assert.match(
+      hosts.configure,
+      /put_system_ca \S+ '\/usr\/local\/share\/ca-certificates\/airgap-conformance-mirror\.crt' '\/etc\/pki\/ca-trust\/source\/anchors\/airgap-conformance-mirror\.crt' 0644 update-ca-trust/,
+    );
+    assert.match(hosts.verify, /verify_file "\$system_ca" [0-9a-f]{64}/);
   });
 
   it("names a damaged or changed secret file without any digest of its content", function () {
@@ -162,7 +224,11 @@ describe("node plans and scripts", function () {
         runtime,
       );
       for (const block of staged) assert.equal(block.sha, sha256Hex(block.content));
-      assert.ok(script.includes(`managed=${shellQuote(plan.files.map((f) => f.path).join("\n"))}`));
+      // The system CA's place depends on the node's CA tool: both places are managed.
+      const managed = plan.files.flatMap((f) =>
+        f.path === systemCaPath ? [f.path, systemCaPathRhel] : [f.path],
+      );
+      assert.ok(script.includes(`managed=${shellQuote(managed.join("\n"))}`));
     }
   });
 

@@ -10,6 +10,10 @@ import {
 import { sha256Hex } from "../../../core/nodes";
 
 const caPem = readFileSync(path.resolve(__dirname, "..", "..", "fixtures", "registry.crt"), "utf8");
+const spoofedPem = readFileSync(
+  path.resolve(__dirname, "..", "..", "fixtures", "spoofed-upstreams.crt"),
+  "utf8",
+);
 
 const base: NodeRegistrySettingsInput = {
   nodes: [
@@ -57,7 +61,15 @@ describe("NodeRegistryConfig arguments", function () {
       mirror: { endpoint: "registry.lab:5443", scheme: "https", caCertificate: caPem },
     });
     const report = nodeReport(settings.nodes[0], settings.stateDir);
-    assert.equal(report.files.length, 3);
+    assert.deepEqual(
+      report.files.map((file) => file.path),
+      [
+        "/etc/containerd/config.toml",
+        "/etc/airgap-conformance/mirror-ca.crt",
+        "/etc/containerd/certs.d/registry.lab_5443_/hosts.toml",
+        "/etc/containerd/certs.d/registry.k8s.io/hosts.toml",
+      ],
+    );
     assert.deepEqual(report.files[1], {
       path: "/etc/airgap-conformance/mirror-ca.crt",
       sha256: sha256Hex(caPem),
@@ -69,6 +81,25 @@ describe("NodeRegistryConfig arguments", function () {
       backupPathFor("/s", "/etc/hosts"),
       `/s/entries/${sha256Hex("/etc/hosts").slice(0, 16)}/original`,
     );
+  });
+
+  it("gives containerd nodes the credentials, and reports no checksum of a file holding them", function () {
+    const settings = resolveNodeRegistrySettings({
+      ...base,
+      mirror: {
+        endpoint: "registry.lab:5443",
+        scheme: "https",
+        caCertificate: caPem,
+        auth: { username: "puller", hasPassword: true },
+      },
+    });
+    const node = settings.nodes[0];
+    assert.equal(node.plan.secret, true);
+    const report = nodeReport(node, settings.stateDir);
+    for (const file of report.files.filter((f) => f.path.endsWith("hosts.toml"))) {
+      assert.equal(file.sha256, undefined, `${file.path} holds the password`);
+    }
+    assert.equal(report.files[1].sha256, sha256Hex(caPem), "the CA is no secret");
   });
 
   const failures: Array<[string, NodeRegistrySettingsInput, RegExp]> = [
@@ -113,7 +144,7 @@ describe("NodeRegistryConfig arguments", function () {
     [
       "unknown access kind",
       withNode({ access: { kind: "winrm" } as never }),
-      /nodes\[0\]\.access\.kind: 'winrm' is not an access kind; use ssh or docker-exec/,
+      /nodes\[0\]\.access\.kind: 'winrm' is not an access kind; use ssh, docker-exec or manual/,
     ],
     [
       "bad node name",
@@ -121,14 +152,51 @@ describe("NodeRegistryConfig arguments", function () {
       /nodes\[0\]\.name: 'Worker_1' is not a node name/,
     ],
     [
-      "hosts flavour on a non-standard port",
+      "hosts flavour over plain http",
       withNode({ runtime: "hosts" }),
-      /mirror\.endpoint: hosts spoofing .* must listen on the standard port \(80 for http\); '10\.0\.0\.5:5000' uses 5000\..* \(node 'worker-1', runtime hosts\)/,
+      /mirror\.scheme: hosts spoofing .* over https on port 443 only.* \(node 'worker-1', runtime hosts\)/,
     ],
     [
-      "credentials for a containerd node",
-      { ...base, mirror: { ...base.mirror, auth: { username: "u", hasPassword: true } } },
-      /mirror\.auth: credentials can only be given to k3s\/rke2 nodes .*\(node 'worker-1', runtime containerd\)/,
+      "hosts flavour on a port other than 443",
+      {
+        ...withNode({ runtime: "hosts" }),
+        mirror: { endpoint: "10.0.0.5:5000", scheme: "https", certificate: spoofedPem },
+      },
+      /mirror\.endpoint: hosts spoofing .* must listen on port 443 \(https\); '10\.0\.0\.5:5000' uses 5000\..* \(node 'worker-1', runtime hosts\)/,
+    ],
+    [
+      "hosts flavour without the mirror's certificate",
+      { ...withNode({ runtime: "hosts" }), mirror: { endpoint: "10.0.0.5:443", scheme: "https" } },
+      /mirror\.certificate: hosts spoofing needs the mirror's own certificate \(PEM\) to check that it covers registry\.k8s\.io, 10\.0\.0\.5/,
+    ],
+    [
+      "hosts flavour with a certificate that misses spoofed names",
+      {
+        ...withNode({ runtime: "hosts" }),
+        mirror: { endpoint: "10.0.0.5:443", scheme: "https", certificate: caPem },
+      },
+      /mirror\.certificate: does not cover registry\.k8s\.io \(it names DNS:registry\.lab, DNS:localhost, IP Address:10\.0\.0\.5, IP Address:127\.0\.0\.1\); hosts spoofing needs a certificate whose subject alternative names include every spoofed name/,
+    ],
+    [
+      "hosts flavour with a certificate that misses the mirror's own address",
+      {
+        ...withNode({ runtime: "hosts" }),
+        mirror: { endpoint: "192.0.2.99:443", scheme: "https", certificate: spoofedPem },
+      },
+      /mirror\.certificate: does not cover 192\.0\.2\.99 /,
+    ],
+    [
+      "credentials for a podman node",
+      {
+        ...withNode({ runtime: "podman" }),
+        mirror: { ...base.mirror, auth: { username: "u", hasPassword: true } },
+      },
+      /mirror\.auth: podman nodes cannot be given the mirror's credentials \(only containerd, containerd2, k3s, rke2 nodes can\), so every pull would fail with 401.*\(node 'worker-1', runtime podman\)/,
+    ],
+    [
+      "the mirror listed as one of its own upstreams",
+      { ...base, upstreams: [{ registry: "registry.k8s.io" }, { registry: "10.0.0.5:5000" }] },
+      /upstreams\[1\]\.registry: '10\.0\.0\.5:5000' is the mirror itself/,
     ],
     [
       "user without password",
