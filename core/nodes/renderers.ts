@@ -75,7 +75,8 @@ function mirrorHeaderLines(mirror: NodeMirror, table: string, indent: string): s
  * containerd `hosts.toml` for one upstream (containerd >= 1.5, and 2.x). The mirror may only
  * pull and resolve; `ca`/`skip_verify` only when asked; `override_path` when the upstream lives
  * under a path in the mirror (containerd would otherwise request `/v2/<repo>` at the root).
- * With `forbidFallback` the mirror is the `server` itself, so containerd never tries upstream.
+ * With `forbidFallback` the mirror is the `server` itself (and the one `host`), so containerd
+ * never tries upstream.
  */
 export function renderContainerdHostsToml(
   upstream: NodeUpstream,
@@ -89,14 +90,12 @@ export function renderContainerdHostsToml(
   if (upstream.pathPrefix !== undefined) hostSettings.push("override_path = true");
   const mirrorUrl = containerdMirrorUrl(mirror, upstream);
   if (options.forbidFallback) {
-    return [
-      `# ${generatedBy}`,
-      `# ${upstream.registry} is pulled from the mirror only: no fallback to the upstream.`,
-      `server = ${tomlString(mirrorUrl)}`,
-      ...hostSettings,
-      ...mirrorHeaderLines(mirror, "header", ""),
-      "",
-    ].join("\n");
+    return mirrorOnlyHostsToml(
+      `${upstream.registry} is pulled from the mirror only: no fallback to the upstream.`,
+      mirrorUrl,
+      hostSettings,
+      mirror,
+    );
   }
   const hostTable = `host.${tomlString(mirrorUrl)}`;
   return [
@@ -118,13 +117,36 @@ export function renderContainerdHostsToml(
  * https without it), its CA or skip_verify, and its credentials as an Authorization header.
  */
 export function renderContainerdMirrorHostsToml(mirror: NodeMirror): string {
+  return mirrorOnlyHostsToml(
+    `${mirror.endpoint} is the mirror itself: references that name it are pulled from it.`,
+    `${mirror.scheme}://${mirror.endpoint}`,
+    [`capabilities = ${tomlStringArray(["pull", "resolve"])}`, ...mirrorHostSettings(mirror)],
+    mirror,
+  );
+}
+
+/**
+ * A hosts.toml whose only source is the mirror: it is the `server`, and also the one `host`
+ * entry, because containerd 1.6 rejects a hosts.toml without a `host` table ("invalid `host`
+ * tree") and then silently falls back to https://<name>. Both carry the same settings.
+ */
+function mirrorOnlyHostsToml(
+  comment: string,
+  mirrorUrl: string,
+  settings: readonly string[],
+  mirror: NodeMirror,
+): string {
+  const hostTable = `host.${tomlString(mirrorUrl)}`;
   return [
     `# ${generatedBy}`,
-    `# ${mirror.endpoint} is the mirror itself: references that name it are pulled from it.`,
-    `server = ${tomlString(`${mirror.scheme}://${mirror.endpoint}`)}`,
-    `capabilities = ${tomlStringArray(["pull", "resolve"])}`,
-    ...mirrorHostSettings(mirror),
+    `# ${comment}`,
+    `server = ${tomlString(mirrorUrl)}`,
+    ...settings,
     ...mirrorHeaderLines(mirror, "header", ""),
+    "",
+    `[${hostTable}]`,
+    ...settings.map((line) => `  ${line}`),
+    ...mirrorHeaderLines(mirror, `${hostTable}.header`, "  "),
     "",
   ].join("\n");
 }

@@ -10,7 +10,7 @@ import {
   planNodeFiles,
   renderNodeScript,
 } from "../../core/nodes";
-import { criPullImage } from "../lab/cri";
+import { criImageStatus, criPullImage, criRemoveImage } from "../lab/cri";
 import { run } from "../lab/exec";
 import { ensureLabNodeImage } from "../lab/node-image";
 import {
@@ -47,15 +47,64 @@ function scriptFor(
   return renderNodeScript(planNodeFiles({ upstreams, ...input }), { nodeName: node });
 }
 
-async function ctrPull(node: LabNode, image: string) {
-  return node.sh(`ctr images pull --hosts-dir ${hostsDir} ${image} 2>&1`, { allowFailure: true });
+type CriPull =
+  { image: string; ok: true; digest: string } | { image: string; ok: false; error: string };
+
+/**
+ * A CRI PullImage over the node's containerd socket, the kubelet's call for a pod's image (no
+ * pull secret: what an e2e test pod gets), after forgetting any earlier pull of that name.
+ */
+async function criPull(node: LabNode, image: string): Promise<CriPull> {
+  await criRemoveImage(node.criSocket, image);
+  try {
+    await criPullImage(node.criSocket, image, undefined, 60_000);
+  } catch (error) {
+    return { image, ok: false, error: (error as Error).message };
+  }
+  const status = await criImageStatus(node.criSocket, image);
+  const repository = image.slice(0, image.lastIndexOf(":"));
+  const digest = status?.repoDigests
+    .find((name) => name.startsWith(`${repository}@`))
+    ?.slice(repository.length + 1);
+  assert.ok(digest, `${image}: CRI image status names its digest (${status?.repoDigests})`);
+  return { image, ok: true, digest };
 }
 
-async function ctrDigest(node: LabNode, image: string): Promise<string> {
-  const listed = await node.sh(`ctr images ls name==${image}`);
-  const digest = /sha256:[0-9a-f]{64}/.exec(listed.stdout)?.[0];
-  assert.ok(digest, `ctr lists ${image}: ${listed.stdout}`);
-  return digest;
+/** Every name the run uses for the lab's images: the upstream names and the mirror's own. */
+function namesOf(mirror: NodeMirror): Array<{ name: string; upstream: string }> {
+  return mirror.images.flatMap((upstream) => [
+    { name: upstream, upstream },
+    { name: mirror.ownNames[upstream], upstream },
+  ]);
+}
+
+/** CRI-pulls every name and checks each arrives by the upstream image's digest. */
+async function assertCriPullsAll(
+  node: LabNode,
+  mirror: NodeMirror,
+  digests: Record<string, string>,
+): Promise<void> {
+  const names = namesOf(mirror);
+  const pulls: CriPull[] = [];
+  for (const { name } of names) pulls.push(await criPull(node, name));
+  assert.deepEqual(
+    pulls.map((pull) => [pull.image, pull.ok ? pull.digest : pull.error]),
+    names.map(({ name, upstream }) => [name, digests[upstream]]),
+  );
+}
+
+/** CRI-pulls every name and checks each fails; returns the errors by name. */
+async function assertCriPullsFail(
+  node: LabNode,
+  mirror: NodeMirror,
+): Promise<Record<string, string>> {
+  const errors: Record<string, string> = {};
+  for (const { name } of namesOf(mirror)) {
+    const pull = await criPull(node, name);
+    assert.equal(pull.ok, false, `${name} must not pull on this node`);
+    if (!pull.ok) errors[name] = pull.error;
+  }
+  return errors;
 }
 
 /** The kubelet's path: a CRI PullImage over the node's containerd socket; returns the image id. */
@@ -82,9 +131,11 @@ async function containerdPid(node: LabNode): Promise<string> {
   return (await node.sh("pidof containerd")).stdout.trim();
 }
 
+const mirrorUser = { username: "puller", password: "lab-mirror-password" };
+
 describe("NodeRegistryConfig scripts on real nodes", function () {
   let httpMirror: NodeMirror;
-  let tlsMirror: NodeMirror;
+  let authMirror: NodeMirror;
   let digests: Record<string, string>;
   const nodes: LabNode[] = [];
 
@@ -99,9 +150,9 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
     this.timeout(15 * 60 * 1000);
     const { buildSeconds } = await ensureLabNodeImage();
     if (buildSeconds > 0) console.log(`      (node image built in ${buildSeconds} s)`);
-    [httpMirror, tlsMirror] = await Promise.all([
+    [httpMirror, authMirror] = await Promise.all([
       startNodeMirror("lab-node-mirror"),
-      startNodeMirror("lab-node-mirror-tls", { tls: true }),
+      startNodeMirror("lab-node-mirror-auth", { tls: true, auth: mirrorUser }),
     ]);
     digests = Object.fromEntries(
       (await labUpstreams()).images.map((image) => [image.name, image.digest]),
@@ -110,7 +161,7 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
 
   after(async function () {
     await Promise.all(nodes.map((started) => started.remove()));
-    await Promise.all([httpMirror?.registry.stop(), tlsMirror?.registry.stop()]);
+    await Promise.all([httpMirror, authMirror].map((mirror) => mirror?.registry.stop()));
     await removeLabNodeNetwork();
   });
 
@@ -124,8 +175,10 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
     const original: Record<string, string> = {};
     const existingHostsToml =
       '# the operator\'s own docker.io config\nserver = "https://registry-1.docker.io"\n';
+    const ownHostsToml = `${hostsDir}/lab-node-mirror_5000_/hosts.toml`;
     const watched = [
       "/etc/containerd/config.toml",
+      ownHostsToml,
       `${hostsDir}/docker.io/hosts.toml`,
       `${hostsDir}/registry.k8s.io/hosts.toml`,
     ];
@@ -164,10 +217,13 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
         script,
       );
 
-    it("cannot pull upstream names before it is configured (so the next tests can fail)", async function () {
-      const pulled = await ctrPull(worker, pause);
-      assert.notEqual(pulled.code, 0);
-      assert.match(pulled.stdout, /registry\.k8s\.io/);
+    it("before it is configured, a CRI pull fails for upstream names and the mirror's own names", async function () {
+      const errors = await assertCriPullsFail(worker, httpMirror);
+      assert.match(errors[pause], /127\.0\.0\.1:443: connect: connection refused/);
+      assert.match(
+        errors[httpMirror.ownNames[pause]],
+        /http: server gave HTTP response to HTTPS client/,
+      );
     });
 
     it("apply over SSH writes the files, backs up the operator's file, restarts containerd once", async function () {
@@ -189,13 +245,9 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       assert.match(config, /config_path = "\/etc\/containerd\/certs\.d"/);
     });
 
-    it("then pulls registry.k8s.io and docker.io names through the mirror, by the right digests", async function () {
-      await assertCriPulls(worker, pause);
-      for (const image of [busybox, pause, nginx]) {
-        const pulled = await ctrPull(worker, image);
-        assert.equal(pulled.code, 0, pulled.stdout);
-        assert.equal(await ctrDigest(worker, image), digests[image]);
-      }
+    it("then a CRI pull gets registry.k8s.io and docker.io names and the mirror's own names, by the right digests", async function () {
+      assert.equal((await worker.checksum(ownHostsToml)) === "absent", false);
+      await assertCriPullsAll(worker, httpMirror, digests);
     });
 
     it("apply again changes nothing and restarts nothing", async function () {
@@ -219,11 +271,34 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       assert.match(deleted.stdout, /restarted containerd/);
       for (const file of watched) assert.equal(await worker.checksum(file), original[file], file);
       const leftovers = await worker.sh(
-        `ls -d ${hostsDir}/registry.k8s.io /var/lib/airgap-conformance 2>/dev/null || true`,
+        `ls -d ${hostsDir}/registry.k8s.io ${hostsDir}/lab-node-mirror_5000_ /var/lib/airgap-conformance 2>/dev/null || true`,
       );
       assert.equal(leftovers.stdout, "");
       const config = (await worker.sh("containerd config dump")).stdout;
       assert.doesNotMatch(config, /config_path = "\/etc\/containerd\/certs\.d"/);
+      await assertCriPullsFail(worker, httpMirror);
+    });
+
+    it("over SSH with a TLS + htpasswd mirror and no fallback: CA and credentials let a CRI pull get every name", async function () {
+      const tlsScript = scriptFor(worker.name, {
+        runtime: "containerd",
+        mirror: {
+          endpoint: authMirror.nodeEndpoint,
+          scheme: "https",
+          caCertificate: readFileSync(authMirror.registry.caFile!, "utf8"),
+          auth: mirrorUser,
+        },
+        options: { forbidFallback: true },
+      });
+      const connection = { host: worker.ip, user: "root", privateKeyFile: key.privateKeyFile };
+      await assertCriPullsFail(worker, authMirror);
+      await runLikeRemoteCommand(resourceName, connection, commands.create, tlsScript);
+      try {
+        await assertCriPullsAll(worker, authMirror, digests);
+      } finally {
+        await runLikeRemoteCommand(resourceName, connection, commands.delete, tlsScript);
+      }
+      for (const file of watched) assert.equal(await worker.checksum(file), original[file], file);
     });
 
     it("refused SSH authentication fails naming the node's resource", async function () {
@@ -240,11 +315,12 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
     });
   });
 
-  describe("containerd by docker exec, TLS mirror with its CA, kubeadm-style default config", function () {
+  describe("containerd by docker exec, TLS + htpasswd mirror, kubeadm-style default config", function () {
     let kindNode: LabNode;
     let script: string;
     let commands: { create: string; delete: string };
     let defaultConfigSum: string;
+    const ownHostsToml = `${hostsDir}/lab-node-mirror-auth_5000_/hosts.toml`;
 
     before(async function () {
       kindNode = await node("lab-node-kind");
@@ -255,42 +331,65 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       script = scriptFor(kindNode.name, {
         runtime: "containerd",
         mirror: {
-          endpoint: tlsMirror.nodeEndpoint,
+          endpoint: authMirror.nodeEndpoint,
           scheme: "https",
-          caCertificate: readFileSync(tlsMirror.registry.caFile!, "utf8"),
+          caCertificate: readFileSync(authMirror.registry.caFile!, "utf8"),
+          auth: mirrorUser,
         },
       });
     });
 
-    it("fills in the empty config_path and pulls over TLS verified with the installed CA", async function () {
+    it("before it is configured, a CRI pull fails for every name (the mirror's own name on x509)", async function () {
+      const errors = await assertCriPullsFail(kindNode, authMirror);
+      assert.match(
+        errors[authMirror.ownNames[busybox]],
+        /x509: certificate signed by unknown authority/,
+      );
+    });
+
+    it("fills in the empty config_path; a CRI pull gets every name over verified TLS with the credentials", async function () {
       const applied = await runLikeLocalCommand("nodes-lab-node-kind", commands.create, script);
       assert.match(applied.stdout, /wrote \/etc\/airgap-conformance\/mirror-ca\.crt/);
       assert.match(applied.stdout, /restarted containerd/);
       const config = await kindNode.sh("grep -n 'config_path' /etc/containerd/config.toml");
       assert.match(config.stdout, /config_path = "\/etc\/containerd\/certs\.d"/);
       assert.equal(config.stdout.trim().split("\n").length, 1);
-      await assertCriPulls(kindNode, nginx);
-      const pulled = await ctrPull(kindNode, busybox);
-      assert.equal(pulled.code, 0, pulled.stdout);
-      assert.equal(await ctrDigest(kindNode, busybox), digests[busybox]);
+      // The credentials sit only in root-only hosts.toml files.
+      const modes = await kindNode.sh(`stat -c '%a %n' ${hostsDir}/*/hosts.toml`);
+      assert.deepEqual(modes.stdout.trim().split("\n").sort(), [
+        `600 ${hostsDir}/docker.io/hosts.toml`,
+        `600 ${ownHostsToml}`,
+        `600 ${hostsDir}/registry.k8s.io/hosts.toml`,
+      ]);
+      assert.ok(!applied.stdout.includes(mirrorUser.password));
+      await assertCriPullsAll(kindNode, authMirror, digests);
     });
 
     it("really verifies the mirror: with another CA in its place the same pull fails", async function () {
       const otherCa = readFileSync(path.resolve(__dirname, "..", "fixtures", "registry.crt"));
-      await kindNode.sh(
-        `cp /etc/airgap-conformance/mirror-ca.crt /tmp/ca.crt && ctr images rm ${busybox}`,
-      );
+      await kindNode.sh("cp /etc/airgap-conformance/mirror-ca.crt /tmp/ca.crt");
       await kindNode.sh("cat > /etc/airgap-conformance/mirror-ca.crt", { input: otherCa });
-      const pulled = await ctrPull(kindNode, busybox);
+      const pulled = await criPull(kindNode, authMirror.ownNames[busybox]);
       await kindNode.sh("cp /tmp/ca.crt /etc/airgap-conformance/mirror-ca.crt");
-      assert.notEqual(pulled.code, 0);
-      assert.match(pulled.stdout, /x509: certificate signed by unknown authority/);
+      assert.equal(pulled.ok, false);
+      assert.match(pulled.ok ? "" : pulled.error, /x509: certificate signed by unknown authority/);
+    });
+
+    it("really authenticates: without the Authorization header the same pull is refused", async function () {
+      await kindNode.sh(`cp -p ${ownHostsToml} /tmp/hosts.toml`);
+      await kindNode.sh(`sed -i '/Authorization = /d' ${ownHostsToml}`);
+      const pulled = await criPull(kindNode, authMirror.ownNames[busybox]);
+      await kindNode.sh(`cp -p /tmp/hosts.toml ${ownHostsToml}`);
+      assert.equal(pulled.ok, false);
+      assert.match(pulled.ok ? "" : pulled.error, /401 Unauthorized/);
+      assert.equal((await criPull(kindNode, authMirror.ownNames[busybox])).ok, true);
     });
 
     it("delete restores the default config byte for byte", async function () {
       await runLikeLocalCommand("nodes-lab-node-kind", commands.delete, script);
       assert.equal(await kindNode.checksum("/etc/containerd/config.toml"), defaultConfigSum);
       assert.equal(await kindNode.checksum("/etc/airgap-conformance/mirror-ca.crt"), "absent");
+      assert.equal(await kindNode.checksum(ownHostsToml), "absent");
     });
   });
 
@@ -473,9 +572,13 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       });
     });
 
-    it("fails a tag pull of an upstream name without the drop-in", async function () {
-      const pulled = await podmanPull(busybox);
-      assert.notEqual(pulled.code, 0);
+    it("fails a tag pull of upstream names and of the mirror's own names without the drop-in", async function () {
+      for (const { name } of namesOf(httpMirror)) {
+        const pulled = await podmanPull(name);
+        assert.notEqual(pulled.code, 0, `${name} must not pull: ${pulled.stdout}`);
+      }
+      const own = await podmanPull(httpMirror.ownNames[busybox]);
+      assert.match(own.stdout, /http: server gave HTTP response to HTTPS client/);
     });
 
     it("refuses when another file has a [[registry]] for the same prefix, naming it, and changes nothing", async function () {
@@ -507,12 +610,15 @@ describe("NodeRegistryConfig scripts on real nodes", function () {
       }
     });
 
-    it("pulls tags through the mirror with it (pull-from-mirror = all), and removes it on delete", async function () {
+    it("pulls upstream tags through the mirror (pull-from-mirror = all) and the mirror's own names with it, and removes it on delete", async function () {
       await runLikeLocalCommand("nodes-lab-node-podman", commands.create, script);
-      const pulled = await podmanPull(busybox);
-      assert.equal(pulled.code, 0, pulled.stdout);
-      const digest = await podmanNode.sh(`podman image inspect --format '{{.Digest}}' ${busybox}`);
-      assert.equal(digest.stdout.trim(), digests[busybox]);
+      for (const { name, upstream } of namesOf(httpMirror)) {
+        await podmanNode.sh(`podman rmi --force ${name} >/dev/null 2>&1 || true`);
+        const pulled = await podmanPull(name);
+        assert.equal(pulled.code, 0, `${name}: ${pulled.stdout}`);
+        const digest = await podmanNode.sh(`podman image inspect --format '{{.Digest}}' ${name}`);
+        assert.equal(digest.stdout.trim(), digests[upstream], name);
+      }
       await runLikeLocalCommand("nodes-lab-node-podman", commands.delete, script);
       assert.equal(
         await podmanNode.checksum("/etc/containers/registries.conf.d/50-airgap-mirror.conf"),

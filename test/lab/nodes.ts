@@ -264,6 +264,8 @@ export interface NodeMirror {
   nodeEndpoint: string;
   /** Images copied in, by upstream name. */
   images: string[];
+  /** Upstream name -> the mirror's own name for it (`<nodeEndpoint>/<mirror path>:<tag>`). */
+  ownNames: Record<string, string>;
 }
 
 /**
@@ -272,17 +274,24 @@ export interface NodeMirror {
  */
 export async function startNodeMirror(
   name: string,
-  options: { tls?: boolean } = {},
+  options: { tls?: boolean; auth?: { username: string; password: string } } = {},
 ): Promise<NodeMirror> {
   const network = await ensureLabNodeNetwork();
   const upstreams = await labUpstreams();
-  const registry = await startLabRegistry({ name, tls: options.tls, networks: [network] });
+  const registry = await startLabRegistry({
+    name,
+    tls: options.tls,
+    auth: options.auth,
+    networks: [network],
+  });
   const nodeEndpoint = `${name}:5000`;
   const images = upstreams.images.map((image) => image.name);
+  const ownNames: Record<string, string> = {};
   await Promise.all(
     images.map((image) => {
       const mirrorPath = mirrorPathFor(parseImageReference(image), { mirrorHost: nodeEndpoint });
       const tag = image.slice(image.lastIndexOf(":") + 1);
+      ownNames[image] = `${nodeEndpoint}/${mirrorPath}:${tag}`;
       return run("skopeo", [
         "copy",
         "--all",
@@ -290,10 +299,11 @@ export async function startNodeMirror(
         ...(registry.certDir
           ? [`--dest-cert-dir=${registry.certDir}`]
           : ["--dest-tls-verify=false"]),
+        ...(registry.authFile ? [`--dest-authfile=${registry.authFile}`] : []),
         `oci:${upstreams.layoutDir}:${image}`,
         `docker://${registry.endpoint}/${mirrorPath}:${tag}`,
       ]);
     }),
   );
-  return { registry, nodeEndpoint, images };
+  return { registry, nodeEndpoint, images, ownNames };
 }

@@ -232,7 +232,7 @@ describe("example stacks: node files cover every reference of the run", function
       ...plan,
       files: plan.files.map((file) =>
         file.kind === "file"
-          ? { ...file, content: file.content.replace(/\n\[header\][^]*$/, "\n") }
+          ? { ...file, content: file.content.replace(/^ *Authorization = .*\n/gm, "") }
           : file,
       ),
     };

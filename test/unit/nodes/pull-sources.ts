@@ -78,7 +78,10 @@ function containerdSources(plan: NodePlan, host: string): PullSource[] {
     const parsed = plain<
       HostsTomlEntry & { server?: string; host?: Record<string, HostsTomlEntry> }
     >(smolToml.parse(text));
-    const sources = Object.entries(parsed.host ?? {}).map(([url, entry]) =>
+    // containerd 1.6 refuses a hosts.toml without a host table ("invalid `host` tree") and
+    // goes on as if there were no file: https://<host>.
+    if (parsed.host === undefined) break;
+    const sources = Object.entries(parsed.host).map(([url, entry]) =>
       containerdSource(plan, url, entry),
     );
     const server =

@@ -11,6 +11,7 @@ import {
   renderContainerdHostsToml,
   renderContainerdMirrorHostsToml,
   containerdHostDirectoryName,
+  containerdMirrorUrl,
   basicAuthorization,
   renderHostsBlock,
   renderLocalRegistryHosting,
@@ -137,14 +138,16 @@ describe("node config renderers", function () {
       });
     });
 
-    it("with fallback forbidden never names the upstream", function () {
+    it("with fallback forbidden never names the upstream: the mirror is the server and the one host", function () {
       fc.assert(
         fc.property(upstreamArb, mirrorArb, (upstream, mirror) => {
           const text = renderContainerdHostsToml(upstream, mirror, { forbidFallback: true });
           const body = text.replace(/^#.*\n/gm, "");
           assert.ok(!body.includes(upstreamServerUrl(upstream.registry)));
-          assert.ok(!body.includes("[host."));
-          assert.match(body, new RegExp(`^server = "${mirror.scheme}://`));
+          const parsed = parseToml(text) as { server: string; host: Record<string, unknown> };
+          const url = containerdMirrorUrl(mirror, upstream);
+          assert.equal(parsed.server, url);
+          assert.deepEqual(Object.keys(parsed.host), [url]);
         }),
       );
     });
@@ -169,13 +172,15 @@ describe("node config renderers", function () {
             const parsed = parseToml(
               renderContainerdMirrorHostsToml({ ...mirror, auth: auth ?? undefined }),
             );
-            assert.deepEqual(parsed, {
-              server: `${mirror.scheme}://${mirror.endpoint}`,
+            const url = `${mirror.scheme}://${mirror.endpoint}`;
+            const settings = {
               capabilities: ["pull", "resolve"],
               ...(mirror.caFile ? { ca: mirror.caFile } : {}),
               ...(mirror.skipVerify ? { skip_verify: true } : {}),
               ...(auth ? { header: { Authorization: basicAuthorization(auth) } } : {}),
-            });
+            };
+            // The server and the one host entry (containerd 1.6 needs a host table).
+            assert.deepEqual(parsed, { server: url, ...settings, host: { [url]: settings } });
           },
         ),
       );
