@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { scratchDir } from "../scratch";
 import { readLock, writeLock } from "../../components/mirror/actions/archive";
 import { joinArchive, splitArchive } from "../../components/mirror/actions/archive-parts";
 import { measureArchive } from "../../components/mirror/actions/archive-size";
@@ -43,7 +44,7 @@ describe("archives on removable media, with real registries and skopeo", functio
 
   before(async function () {
     upstreams = await labUpstreams();
-    archive = path.join(mkdtempSync(path.join(labDir, "media-")), "images");
+    archive = path.join(scratchDir("media-", labDir), "images");
     const pause = upstreams.images.find((image) => image.repository === "pause")!;
     const registry = upstreams.registries["registry.k8s.io"].endpoint;
     const tag = `${pause.digest.replace(":", "-")}.sig`;
@@ -135,7 +136,7 @@ describe("archives on removable media, with real registries and skopeo", functio
       report.companions.map((companion) => companion.reference),
       [signature],
     );
-    const signed = path.join(mkdtempSync(path.join(labDir, "signed-")), "images");
+    const signed = path.join(scratchDir("signed-", labDir), "images");
     const copy = planImageCopies({
       images: [signature],
       source: upstreamSource(),
@@ -155,7 +156,7 @@ describe("archives on removable media, with real registries and skopeo", functio
   });
 
   it("carries the archive in small parts, refuses a corrupted part by name, and imports the joined archive", async function () {
-    const parts = path.join(mkdtempSync(path.join(labDir, "parts-")), "usb");
+    const parts = path.join(scratchDir("parts-", labDir), "usb");
     const manifest = await splitArchive(archive, parts, 64 * 1024);
     assert.ok(manifest.parts.length > 3);
     const victim = manifest.parts[1].name;
@@ -163,7 +164,7 @@ describe("archives on removable media, with real registries and skopeo", functio
     const corrupted = Buffer.from(original);
     corrupted[0] ^= 0x01;
     writeFileSync(path.join(parts, victim), corrupted);
-    const joined = path.join(mkdtempSync(path.join(labDir, "joined-")), "images");
+    const joined = path.join(scratchDir("joined-", labDir), "images");
     await assert.rejects(joinArchive(parts, joined), new RegExp(`part ${victim} is corrupt`));
 
     writeFileSync(path.join(parts, victim), original);

@@ -1,7 +1,6 @@
 import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import * as os from "node:os";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import * as YAML from "yaml";
 import { commandHelp, runAirgap, runArchiveCli, runCli, runSizeCli } from "../../../cli/airgap";
@@ -201,7 +200,7 @@ describe("offline CLI", function () {
   });
 
   it("renders the OpenShift mirror objects and no node file for openshift nodes", function () {
-    const out = mkdtempSync(path.join(os.tmpdir(), "render-"));
+    const out = scratchDir("render-");
     const result = runCli(["render", "--stack", "openshift", "--out", out]);
     assert.equal(result.code, 0, result.stderr);
     const documents = YAML.parseAllDocuments(
@@ -218,7 +217,7 @@ describe("offline CLI", function () {
     });
     assert.equal(existsSync(path.join(out, "nodes")), false);
 
-    const file = path.join(mkdtempSync(path.join(os.tmpdir(), "stack-")), "Pulumi.old.yaml");
+    const file = path.join(scratchDir("stack-"), "Pulumi.old.yaml");
     writeFileSync(
       file,
       readFileSync(path.join(__dirname, "../../../Pulumi.openshift.yaml"), "utf8").replace(
@@ -226,7 +225,7 @@ describe("offline CLI", function () {
         'nodesOpenshiftVersion: "4.12"',
       ),
     );
-    const old = mkdtempSync(path.join(os.tmpdir(), "render-"));
+    const old = scratchDir("render-");
     assert.equal(runCli(["render", "--file", file, "--out", old]).code, 0);
     const policy = readFileSync(path.join(old, "openshift/mirror-objects.yaml"), "utf8");
     assert.match(policy, /^# Note: ImageContentSourcePolicy mirrors pulls by digest only/);
@@ -235,7 +234,7 @@ describe("offline CLI", function () {
 
   it("works for every example stack file", function () {
     const root = path.resolve(__dirname, "..", "..", "..");
-    const dir = mkdtempSync(path.join(os.tmpdir(), "stacks-"));
+    const dir = scratchDir("stacks-");
     for (const stack of ["dev", "export", "kubeadm", "k3s", "openshift", "preload"]) {
       // Files a stack names on its bastion are replaced by the test fixtures.
       const file = path.join(dir, `Pulumi.${stack}.yaml`);
@@ -279,7 +278,7 @@ describe("offline CLI", function () {
 
 describe("offline CLI: archives", function () {
   it("prints the size report before any part is written, then splits and joins", async function () {
-    const archive = mkdtempSync(path.join(os.tmpdir(), "archive-"));
+    const archive = scratchDir("archive-");
     writeLayout(archive, [
       {
         name: "registry.k8s.io/pause:3.10",
@@ -289,7 +288,7 @@ describe("offline CLI: archives", function () {
         ],
       },
     ]);
-    const parts = path.join(mkdtempSync(path.join(os.tmpdir(), "parts-")), "usb");
+    const parts = path.join(scratchDir("parts-"), "usb");
     const printed: { text: string; partsBefore: boolean }[] = [];
     const result = await runArchiveCli(
       ["archive-split", archive, "--max-part-size", "2K", "--out", parts],
@@ -309,7 +308,7 @@ describe("offline CLI: archives", function () {
       "linux/arm64",
     ]);
 
-    const joined = path.join(mkdtempSync(path.join(os.tmpdir(), "joined-")), "archive");
+    const joined = path.join(scratchDir("joined-"), "archive");
     const join = await runArchiveCli(["archive-join", parts, "--out", joined]);
     assert.equal(join.code, 0, join.stderr);
     assert.equal(
@@ -317,7 +316,7 @@ describe("offline CLI: archives", function () {
       readFileSync(path.join(archive, "index.json"), "utf8"),
     );
     // A differential against the joined copy's lock carries nothing; applied, nothing changes.
-    const diff = path.join(mkdtempSync(path.join(os.tmpdir(), "diff-")), "d");
+    const diff = path.join(scratchDir("diff-"), "d");
     const diffResult = await runArchiveCli([
       "archive-diff",
       archive,
@@ -351,7 +350,7 @@ describe("offline CLI: archives", function () {
 
 describe("offline CLI: size before anything is written", function () {
   function stackFile(lines: string[]): string {
-    const file = path.join(mkdtempSync(path.join(os.tmpdir(), "stack-")), "Pulumi.size.yaml");
+    const file = path.join(scratchDir("stack-"), "Pulumi.size.yaml");
     writeFileSync(
       file,
       [
@@ -364,7 +363,7 @@ describe("offline CLI: size before anything is written", function () {
   }
 
   it("measures an archive the stack imports", async function () {
-    const archive = mkdtempSync(path.join(os.tmpdir(), "archive-"));
+    const archive = scratchDir("archive-");
     writeLayout(archive, [
       {
         name: "registry.k8s.io/pause:3.10",
@@ -390,7 +389,7 @@ describe("offline CLI: size before anything is written", function () {
   });
 
   it("names every image it could not measure and fails, writing nothing", async function () {
-    const out = path.join(mkdtempSync(path.join(os.tmpdir(), "export-")), "images");
+    const out = path.join(scratchDir("export-"), "images");
     const file = stackFile([
       "registryEnabled: false",
       "imagesSource: registry",

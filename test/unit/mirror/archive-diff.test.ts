@@ -1,15 +1,7 @@
 import assert from "node:assert/strict";
-import {
-  cpSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
-import * as os from "node:os";
+import { cpSync, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { scratchDir } from "../../scratch";
 import { readLock, verifyArchivedImage } from "../../../components/mirror/actions/archive";
 import {
   applyDifferentialArchive,
@@ -35,7 +27,7 @@ const agnhost: LayoutImage = {
 };
 
 function temp(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  return scratchDir(prefix);
 }
 
 function blobNames(directory: string): string[] {

@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import {
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import * as os from "node:os";
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
+import { scratchDir } from "../../scratch";
 import {
   joinArchive,
   parseByteSize,
@@ -44,7 +37,7 @@ const images = [
 ];
 
 function tempDir(prefix: string): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  return scratchDir(prefix);
 }
 
 /** Every file under a directory with its bytes, for byte-for-byte comparison. */
