@@ -13,16 +13,36 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { parseArgs } from "node:util";
-import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/actions/e2e-images";
+import {
+  joinArchive,
+  parseByteSize,
+  partsManifestName,
+  splitArchive,
+} from "../components/mirror/actions/archive-parts";
+import {
+  applyDifferentialArchive,
+  writeDifferentialArchive,
+} from "../components/mirror/actions/archive-diff";
+import {
+  humanBytes,
+  measureArchive,
+  renderSizeReport,
+} from "../components/mirror/actions/archive-size";
+import { measureRegistryImages } from "../components/mirror/actions/registry-size";
 import { planImageCopies } from "../components/mirror/plan";
+import { registryImagesForStack } from "../infra/archive-size";
+import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/actions/e2e-images";
 import { parseTransportReference } from "../core/images/e2e-images";
 import { RegistryArgsError, resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
 import {
   basicAuthorization,
   nodeScriptFileName,
+  openshiftFlavour,
   planNodeFiles,
+  planOpenShiftMirror,
   renderNodeScript,
+  renderOpenShiftManifests,
   type RuntimeFlavour,
 } from "../core/nodes";
 import {
@@ -64,11 +84,42 @@ Writes, for review, what the program would produce, and prints the paths it wrot
   unmirrorable.txt   images that cannot be mirrored, with the reason
   repo-list.yaml     the KUBE_TEST_REPO_LIST document (stacks with a mirror registry)
   nodes/<node>/...   the files each node gets (whole files; containerd config.toml as the table
-                     added per config version; /etc/hosts as the block inserted)
+                     added per config version; /etc/hosts as the block inserted); none for
+                     openshift nodes, whose files the cluster manages
+  openshift/mirror-objects.yaml
+                     the ImageDigestMirrorSet and ImageTagMirrorSet (ImageContentSourcePolicy
+                     before OpenShift 4.13) for \`oc apply -f\` (stacks with openshift nodes)
 Nothing is written unless everything could be rendered. Passwords are never rendered.`,
+  size: `airgap size (--stack NAME | --file PATH) [--json]
+
+The size of the stack's image set before anything is written: per image, per platform, the total,
+and the total with layers shared between images counted once. Reads only manifests and configs
+from the source registries (or the archive a stack imports); exits 1 if an image could not be
+measured, naming it. Signatures and attestations found are listed as carried or dropped.`,
+  "archive-size": `airgap archive-size ARCHIVE_DIR [--json]
+
+The same size report for an archive already written (an export stack's imagesArchiveDirectory).`,
+  "archive-split": `airgap archive-split ARCHIVE_DIR --max-part-size SIZE --out PARTS_DIR
+
+Prints the archive's size report, then cuts the archive into parts of at most SIZE bytes (a
+number with an optional K, M, G or T suffix, powers of 1024; e.g. 4095M for FAT32) and writes
+a manifest with each part's checksum next to them.`,
+  "archive-join": `airgap archive-join PARTS_DIR --out ARCHIVE_DIR
+
+Reassembles parts written by archive-split; every part's checksum and every image in the
+archive's lock are checked before the archive is usable.`,
+  "archive-diff": `airgap archive-diff ARCHIVE_DIR --against OTHER_SIDE_LOCK --out DIFF_DIR
+
+Writes only what the other side lacks: the images and blobs of ARCHIVE_DIR that are not in
+OTHER_SIDE_LOCK (the images.lock.json of the archive or mirror across the gap).`,
+  "archive-apply": `airgap archive-apply DIFF_DIR --onto ARCHIVE_DIR
+
+Applies a differential archive on top of the existing archive it was made against; every new
+image is checked.`,
 };
 
 const usage = `usage: airgap <command> (--stack NAME | --file PATH) [--out DIR] [--json]
+       airgap archive-<command> DIR [options]
 
 Offline: reads a stack file with the program's own config code; needs no Pulumi, no cluster
 and no network.
@@ -77,14 +128,25 @@ commands:
   images    the images the stack mirrors, and why each is there (or, with
             --conformance-image, the list that image's e2e.test prints)
   mapping   source -> mirror (or archive) reference per image
-  render    the repo list, mapping, image lists and node files, written to --out DIR
+  render    the repo list, mapping, image lists, node files and OpenShift mirror objects,
+            written to --out DIR
+  size      the size of the image set (per image, per platform, total, deduplicated), before
+            anything is written
+  archive-size   the size report of an archive
+  archive-split  cut an archive into parts of at most --max-part-size, with checksums
+  archive-join   reassemble and verify parts
+  archive-diff   write only what the other side's images.lock.json lacks
+  archive-apply  apply a differential archive onto an existing archive
 
 options:
   --stack NAME   read Pulumi.NAME.yaml next to Pulumi.yaml
   --file PATH    read any stack file
   --out DIR      where render writes
-  --json         machine-readable output (images, mapping)
+  --json         machine-readable output (images, mapping, size, archive-size)
   -h, --help     this help; "airgap <command> --help" for one command`;
+
+/** The commands runCli answers itself (the others read registries or archives). */
+const stackCommands = ["images", "mapping", "render"];
 
 export interface CliResult {
   code: number;
@@ -200,7 +262,7 @@ function nodeFilesForReview(
       auth: username ? { username, password: reviewPassword } : undefined,
     },
     upstreams: upstreamsForStack(config, project, mirrorHost),
-    options: { forbidFallback: config.nodes.forbidFallback },
+    options: { forbidFallback: config.nodes.forbidFallback, ...config.nodes.k3s },
   });
   const withoutPassword = (content: string): string =>
     username
@@ -256,7 +318,17 @@ function renderFiles(config: StackConfig, project: string): { name: string; cont
         upstreamPrefixes: config.mirror.upstreamPrefixes,
       }),
     });
-    for (const node of config.nodes.list) files.push(...nodeFilesForReview(config, project, node));
+    for (const node of config.nodes.list) {
+      // The cluster manages an openshift node's files; it gets the mirror objects instead.
+      if (node.runtime === openshiftFlavour) continue;
+      files.push(...nodeFilesForReview(config, project, node));
+    }
+    if (config.nodes.list.some((node) => node.runtime === openshiftFlavour)) {
+      files.push({
+        name: "openshift/mirror-objects.yaml",
+        content: openshiftManifests(config, project),
+      });
+    }
   }
   return files;
 }
@@ -272,6 +344,20 @@ function imagesText(imageSet: ReturnType<typeof imageSetForStack>): string {
       ]
     : [];
   return [...catalog, ...lines, ...notes].join("\n") + "\n";
+}
+
+/** The OpenShift cluster objects the program declares, as one file for `oc apply -f`. */
+function openshiftManifests(config: StackConfig, project: string): string {
+  const mirrorHost = mirrorHostFor(config, project);
+  return renderOpenShiftManifests(
+    planOpenShiftMirror({
+      endpoint: mirrorHost,
+      scheme: config.mirror.external?.scheme ?? (config.registry.tls ? "https" : "http"),
+      upstreams: upstreamsForStack(config, project, mirrorHost),
+      forbidFallback: config.nodes.forbidFallback,
+      openshiftVersion: config.nodes.openshiftVersion,
+    }),
+  );
 }
 
 /** Runs one CLI invocation and returns what it would print (pure but for reading/writing files). */
@@ -303,6 +389,10 @@ export function runCli(argv: string[]): CliResult {
   if (!command) return { code: 2, stdout: "", stderr: `${usage}\n` };
   if (!commandHelp[command]) {
     return { code: 2, stdout: "", stderr: `unknown command '${command}'\n${usage}\n` };
+  }
+  if (!stackCommands.includes(command)) {
+    // size and archive-* are asynchronous: runAirgap runs them.
+    return { code: 2, stdout: "", stderr: `${command} runs through runAirgap\n` };
   }
   if (extra.length > 0) {
     return {
@@ -415,13 +505,157 @@ export async function runConformanceImageCli(argv: string[]): Promise<CliResult>
   }
 }
 
+/**
+ * The archive commands: the size report of an archive; cutting it into parts of at most a size
+ * (the report is printed first, before any part is written); joining parts back with every
+ * part and image checked.
+ */
+export async function runArchiveCli(
+  argv: string[],
+  print: (text: string) => void = (text) => process.stdout.write(text),
+): Promise<CliResult> {
+  const help = commandHelp[argv[0] ?? ""] ?? usage;
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        out: { type: "string" },
+        "max-part-size": { type: "string" },
+        against: { type: "string" },
+        onto: { type: "string" },
+        json: { type: "boolean" },
+      },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${help}\n` };
+  }
+  const [command, directory] = parsed.positionals;
+  const { out, json } = parsed.values;
+  const maxPartSize = parsed.values["max-part-size"];
+  const { against, onto } = parsed.values;
+  const needsOut = ["archive-split", "archive-join", "archive-diff"].includes(command ?? "");
+  if (
+    !directory ||
+    (needsOut && !out) ||
+    (command === "archive-diff" && !against) ||
+    (command === "archive-apply" && !onto)
+  ) {
+    return { code: 2, stdout: "", stderr: `${help}\n` };
+  }
+  try {
+    if (command === "archive-size") {
+      const report = await measureArchive(directory);
+      return {
+        code: 0,
+        stdout: json ? `${JSON.stringify(report, null, 2)}\n` : renderSizeReport(report),
+        stderr: "",
+      };
+    }
+    if (command === "archive-split") {
+      if (!maxPartSize)
+        return { code: 2, stdout: "", stderr: `archive-split needs --max-part-size\n${help}\n` };
+      const maxPartBytes = parseByteSize(maxPartSize, "--max-part-size");
+      print(renderSizeReport(await measureArchive(directory)));
+      const manifest = await splitArchive(directory, out!, maxPartBytes);
+      return {
+        code: 0,
+        stdout: `wrote ${manifest.parts.length} parts of at most ${humanBytes(maxPartBytes)} (${manifest.totalBytes} bytes) and ${partsManifestName} to ${out}\n`,
+        stderr: "",
+      };
+    }
+    if (command === "archive-join") {
+      const manifest = await joinArchive(directory, out!);
+      return {
+        code: 0,
+        stdout: `joined ${manifest.parts.length} parts into ${out}; every part and every image in the lock checked\n`,
+        stderr: "",
+      };
+    }
+    if (command === "archive-diff") {
+      const manifest = writeDifferentialArchive(directory, against!, out!);
+      return {
+        code: 0,
+        stdout:
+          `wrote ${manifest.images.length} images (${manifest.blobCount} blobs, ${humanBytes(manifest.blobBytes)}) to ${out}; ` +
+          `${manifest.unchanged.length} images and ${manifest.requiredBlobs.length} shared blobs the other side has were left out\n`,
+        stderr: "",
+      };
+    }
+    if (command === "archive-apply") {
+      const manifest = applyDifferentialArchive(directory, onto!);
+      return {
+        code: 0,
+        stdout: `applied ${manifest.images.length} images onto ${onto}; every new image checked\n`,
+        stderr: "",
+      };
+    }
+    return { code: 2, stdout: "", stderr: `${help}\n` };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${(error as Error).message}\n` };
+  }
+}
+
+/**
+ * The size of a stack's image set before anything is written: read from the source registries
+ * (manifests and configs only), or from the archive when the stack imports one.
+ */
+export async function runSizeCli(argv: string[]): Promise<CliResult> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { stack: { type: "string" }, file: { type: "string" }, json: { type: "boolean" } },
+    });
+  } catch (error) {
+    return { code: 2, stdout: "", stderr: `${(error as Error).message}\n${commandHelp.size}\n` };
+  }
+  const { stack, file, json } = parsed.values;
+  if (!stack && !file) return { code: 2, stdout: "", stderr: `${commandHelp.size}\n` };
+  const stackFile = file ?? path.join(path.dirname(projectFile), `Pulumi.${stack}.yaml`);
+  try {
+    const { config, project } = loadStackFileConfig(stackFile);
+    const images = imageSetForStack(config, project).images.map((image) => image.canonical);
+    const report =
+      config.images.source.kind === "archive"
+        ? { ...(await measureArchive(config.images.source.directory)), unmeasured: [] }
+        : await measureRegistryImages(registryImagesForStack(config, images));
+    return {
+      code: report.unmeasured.length > 0 ? 1 : 0,
+      stdout: json ? `${JSON.stringify(report, null, 2)}\n` : renderSizeReport(report),
+      stderr:
+        report.unmeasured.length > 0
+          ? `${report.unmeasured.length} of ${images.length} images could not be measured\n`
+          : "",
+    };
+  } catch (error) {
+    return { code: 1, stdout: "", stderr: `${stackFile}: ${(error as Error).message}\n` };
+  }
+}
+
+/**
+ * One `airgap` invocation: help for any command, the archive and size commands, `images
+ * --conformance-image`, or the stack commands.
+ */
+export function runAirgap(argv: string[]): Promise<CliResult> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    // Help never needs the command's other arguments: `airgap archive-split DIR --help` too.
+    const command = argv[0]?.startsWith("-") ? undefined : argv[0];
+    return Promise.resolve(runCli(command ? [command, "--help"] : ["--help"]));
+  }
+  if (argv[0]?.startsWith("archive-")) return runArchiveCli(argv);
+  if (argv[0] === "size") return runSizeCli(argv.slice(1));
+  if (argv.some((arg) => arg.startsWith("--conformance-image"))) {
+    return runConformanceImageCli(argv);
+  }
+  return Promise.resolve(runCli(argv));
+}
+
 if (require.main === module) {
   const argv = process.argv.slice(2);
-  const helpAsked = argv.includes("--help") || argv.includes("-h");
-  const pending =
-    !helpAsked && argv.some((arg) => arg.startsWith("--conformance-image"))
-      ? runConformanceImageCli(argv)
-      : Promise.resolve(runCli(argv));
+  const pending = runAirgap(argv);
   void pending.then((result) => {
     process.stdout.write(result.stdout);
     process.stderr.write(result.stderr);

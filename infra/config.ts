@@ -54,6 +54,12 @@ export interface StackConfig {
     caFile?: string;
     /** The key `caFile` came from (nodesMirrorCaFile, else mirrorCaFile), for errors. */
     caFileKey?: string;
+    /** OpenShift version of a cluster with openshift nodes; undefined: 4.13 or later. */
+    openshiftVersion?: string;
+    /** Put the image set into each node's image store too. */
+    preload: boolean;
+    /** k3s/rke2 node options. */
+    k3s: { systemDefaultRegistry: boolean; embeddedRegistry: boolean };
   };
   conformance: {
     enabled: boolean;
@@ -85,6 +91,8 @@ export interface StackConfig {
     sourcePassword?: pulumi.Output<string>;
     destination: "registry" | "archive";
     archiveDirectory?: string;
+    /** A k3s release's k3s-images.txt, added to the set. */
+    k3sImagesFile?: string;
   };
   mirror: {
     /** An existing registry instead of the registry container. */
@@ -366,6 +374,75 @@ export function parseNodeEntry(key: string, entry: string): NodeEntry {
   throw new ConfigError(key, entry, nodeEntryForm);
 }
 
+/** k3s/rke2 node options; set without a k3s or rke2 node they would silently do nothing. */
+function k3sNodeOptions(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+): StackConfig["nodes"]["k3s"] {
+  const options = {
+    systemDefaultRegistry: values.nodesK3sSystemDefaultRegistry as boolean,
+    embeddedRegistry: values.nodesK3sEmbeddedRegistry as boolean,
+  };
+  const rancherNodes = (values.nodes as string[]).some((entry) =>
+    /[?&]runtime=(k3s|rke2)(&|$)/.test(entry),
+  );
+  for (const [name, on] of [
+    ["nodesK3sSystemDefaultRegistry", options.systemDefaultRegistry],
+    ["nodesK3sEmbeddedRegistry", options.embeddedRegistry],
+  ] as const) {
+    if (on && !rancherNodes) {
+      throw new ConfigError(
+        key(name),
+        "true",
+        "false unless nodes lists a runtime=k3s or runtime=rke2 node",
+      );
+    }
+  }
+  return options;
+}
+
+/** Preload serves nodes whose image store it knows; the error names the first other node. */
+function preloadOption(values: Record<string, Scalar>, key: (name: string) => string): boolean {
+  const preload = values.nodesPreload as boolean;
+  if (!preload) return false;
+  for (const entry of values.nodes as string[]) {
+    if (entry.startsWith("manual://")) {
+      throw new ConfigError(
+        key("nodesPreload"),
+        "true",
+        `false while nodes lists ${entry.split("?")[0]} (Pulumi does not reach manual nodes)`,
+      );
+    }
+    const runtime = /[?&]runtime=([^&]+)/.exec(entry)?.[1];
+    if (
+      runtime !== undefined &&
+      !["containerd", "containerd2", "crio", "podman"].includes(runtime)
+    ) {
+      throw new ConfigError(
+        key("nodesPreload"),
+        "true",
+        `false while nodes lists a runtime=${runtime} node (preload serves containerd, containerd2, crio and podman nodes)`,
+      );
+    }
+  }
+  if ((values.nodes as string[]).length === 0) {
+    throw new ConfigError(
+      key("nodesPreload"),
+      "true",
+      "false unless nodes lists the nodes to preload",
+    );
+  }
+  return true;
+}
+
+function openshiftVersionOf(value: Scalar | undefined, key: string): string | undefined {
+  const version = optionalString(value);
+  if (version !== undefined && !/^4\.\d{1,3}(\.\d{1,4})?$/.test(version)) {
+    throw new ConfigError(key, version, "an OpenShift 4 version such as 4.12 or 4.16.3, or empty");
+  }
+  return version;
+}
+
 const hostKeyPattern =
   /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}$/;
 
@@ -396,7 +473,8 @@ export function withHostKeys(
     }
   }
   return nodes.map((node) => {
-    if (node.access.kind !== "ssh") return node;
+    // OpenShift nodes are never contacted: the cluster gets mirror objects instead.
+    if (node.access.kind !== "ssh" || node.runtime === "openshift") return node;
     const hostKey = hostKeys[node.address!];
     if (hostKey === undefined && check) {
       throw new ConfigError(
@@ -479,6 +557,12 @@ export function buildStackConfig(
         : optionalString(values.mirrorCaFile)
           ? key("mirrorCaFile")
           : undefined,
+      k3s: k3sNodeOptions(values, key),
+      preload: preloadOption(values, key),
+      openshiftVersion: openshiftVersionOf(
+        values.nodesOpenshiftVersion,
+        key("nodesOpenshiftVersion"),
+      ),
     },
     conformance: buildConformanceConfig(values, key),
     images: buildImagesConfig(values, key, secrets),
@@ -665,6 +749,7 @@ function buildImagesConfig(
     sourcePassword: secrets.imagesSourcePassword,
     destination,
     archiveDirectory,
+    k3sImagesFile: optionalString(values.imagesK3sImagesFile),
   };
 }
 
@@ -775,6 +860,9 @@ export const nodeArgConfigKeys: Record<string, string> = {
   mirror: "mirrorEndpoint",
   upstreams: "mirrorUpstreamPrefixes",
   forbidFallback: "nodesForbidFallback",
+  openshiftVersion: "nodesOpenshiftVersion",
+  "k3s.systemDefaultRegistry": "nodesK3sSystemDefaultRegistry",
+  "k3s.embeddedRegistry": "nodesK3sEmbeddedRegistry",
 };
 
 /** Which config key sets each ConformanceRun argument. */

@@ -10,6 +10,7 @@ import {
 } from "../core/images/mapping";
 import { ArchiveError } from "../components/mirror/actions/archive";
 import { ImageCopyPlanError } from "../components/mirror/plan";
+import { k3sSystemImageList } from "../core/images/k3s-images";
 import { ConfigError, type StackConfig } from "./config";
 import type { StackE2eImages } from "./e2e-images";
 
@@ -39,6 +40,27 @@ export function imageSetForStack(
       );
     }
   });
+  const k3sFile = config.images.k3sImagesFile;
+  if (k3sFile !== undefined) {
+    let text: string;
+    try {
+      text = readListFile(k3sFile);
+    } catch (error) {
+      throw new ConfigError(
+        key("imagesK3sImagesFile"),
+        k3sFile,
+        `the k3s-images.txt of the cluster's k3s release, readable (${(error as Error).message})`,
+      );
+    }
+    try {
+      listFiles.push(k3sSystemImageList(text, k3sFile));
+    } catch (error) {
+      if (error instanceof ImageListError) {
+        throw new ConfigError(key("imagesK3sImagesFile"), undefined, error.message);
+      }
+      throw error;
+    }
+  }
   if (e2eImages.kind === "derived") {
     listFiles.push({
       name: `${e2eImages.conformanceImage} e2e.test --list-images`,

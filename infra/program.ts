@@ -9,7 +9,9 @@ import {
   type NodeRegistryConfigArgs,
   type NodeReport,
 } from "../components/nodes";
-import type { RuntimeFlavour } from "../core/nodes";
+import { OpenShiftMirrorConfig } from "../components/nodes/openshift";
+import { NodeImagePreload } from "../components/nodes/preload";
+import { openshiftFlavour, type RuntimeFlavour } from "../core/nodes";
 import {
   RegistryArgsError,
   RegistryContainer,
@@ -24,6 +26,7 @@ import {
   nodeArgConfigKeys,
   type StackConfig,
 } from "./config";
+import { archiveSizeAtPreview, type ArchiveSizeSummary } from "./archive-size";
 import { fallbackWarning, type StackE2eImages } from "./e2e-images";
 import { imageSetForStack, upstreamsForStack, withImageConfigKeys } from "./images";
 
@@ -43,6 +46,9 @@ export interface ProgramOutputs {
   upstreamRegistries?: pulumi.Output<string[]>;
   unmirrorableImages?: { image: string; reason: string }[];
   nodeFiles?: pulumi.Output<NodeReport[]>;
+  archiveSize?: pulumi.Output<ArchiveSizeSummary>;
+  openshiftMirrorObjects?: pulumi.Output<string[]>;
+  openshiftMirrorWarnings?: pulumi.Output<string[]>;
   /** manual:// nodes: where each one's script was written, by node name. */
   nodeScripts?: pulumi.Output<Record<string, string>>;
   conformanceVerdict?: pulumi.Output<string>;
@@ -235,6 +241,12 @@ export function defineProgram(
           { dependsOn: registry ? [registry] : [] },
         ),
     );
+    if (config.images.destination === "archive" && config.images.source.kind !== "archive") {
+      outputs.archiveSize = archiveSizeAtPreview(
+        config,
+        imageSet.images.map((image) => image.canonical),
+      );
+    }
     outputs.imageCount = mirror.imageCount;
     outputs.imageMapping = mirror.mapping;
     outputs.imageLock = mirror.lock;
@@ -261,17 +273,27 @@ export function defineProgram(
     }
   }
 
-  let nodes: NodeRegistryConfig | undefined;
-  if (config.nodes.list.length > 0) {
-    nodes = declareNodes(config, project, registry, mirror, e2eImages);
+  const nodeResources: pulumi.Resource[] = [];
+  if (config.nodes.list.some((node) => node.runtime !== openshiftFlavour)) {
+    const nodes = declareNodes(config, project, registry, mirror, e2eImages);
     outputs.nodeFiles = nodes.nodes;
     if (config.nodes.list.some((node) => node.access.kind === "manual")) {
       outputs.nodeScripts = nodes.manualScripts;
     }
+    nodeResources.push(nodes);
+  }
+  if (config.nodes.preload && mirror) {
+    nodeResources.push(declarePreload(config, registry, mirror));
+  }
+  if (config.nodes.list.some((node) => node.runtime === openshiftFlavour)) {
+    const openshift = declareOpenShiftMirror(config, project, registry, mirror);
+    outputs.openshiftMirrorObjects = openshift.objects;
+    outputs.openshiftMirrorWarnings = openshift.warnings;
+    nodeResources.push(openshift);
   }
 
   if (config.conformance.enabled) {
-    const run = declareConformanceRun(config, project, registry, mirror, nodes, e2eImages);
+    const run = declareConformanceRun(config, project, registry, mirror, nodeResources, e2eImages);
     outputs.conformanceVerdict = run.verdict;
     outputs.conformancePassed = run.passed;
     outputs.conformanceFailed = run.failed;
@@ -302,7 +324,9 @@ export function nodeRegistryArgs(
     registrySettings,
   );
   if (destination.kind !== "registry") throw new Error("unreachable: nodes need a registry mirror");
-  const needsKey = config.nodes.list.some((node) => node.access.kind === "ssh");
+  // OpenShift nodes get cluster objects instead (declareOpenShiftMirror).
+  const nodeList = config.nodes.list.filter((node) => node.runtime !== openshiftFlavour);
+  const needsKey = nodeList.some((node) => node.access.kind === "ssh");
   if (needsKey && !config.nodes.sshPrivateKey) {
     throw new ConfigError(
       key("nodesSshPrivateKey"),
@@ -323,7 +347,7 @@ export function nodeRegistryArgs(
     }
   }
   // hosts nodes check the mirror's own certificate covers every spoofed name (preview).
-  const hostsNodes = config.nodes.list.some((node) => node.runtime === "hosts");
+  const hostsNodes = nodeList.some((node) => node.runtime === "hosts");
   const certificateFile = config.registry.tls?.certificateFile;
   let certificate: string | undefined;
   if (hostsNodes && certificateFile) {
@@ -338,7 +362,7 @@ export function nodeRegistryArgs(
     }
   }
   return {
-    nodes: config.nodes.list.map((node) => ({
+    nodes: nodeList.map((node) => ({
       name: node.name,
       address: node.address,
       // Checked against the known flavours by NodeRegistryConfig (the error names `nodes`).
@@ -362,6 +386,7 @@ export function nodeRegistryArgs(
     },
     upstreams: upstreamsForStack(config, project, destination.nodeEndpoint, e2eImages),
     forbidFallback: config.nodes.forbidFallback,
+    k3s: config.nodes.k3s,
   };
 }
 
@@ -386,13 +411,89 @@ function declareNodes(
   );
 }
 
+/** Every mirrored image put into each node's image store, once the images are in the mirror. */
+function declarePreload(
+  config: StackConfig,
+  registry: RegistryContainer | undefined,
+  mirror: ImageMirror,
+): NodeImagePreload {
+  const { destination } = mirrorDestination(
+    { ...config, images: { ...config.images, destination: "registry" } },
+    registry,
+  );
+  if (destination.kind !== "registry") {
+    throw new Error("unreachable: preload needs a registry mirror");
+  }
+  return new NodeImagePreload(
+    "preload",
+    {
+      // manual:// nodes are refused with nodesPreload by the config (Pulumi cannot reach them).
+      nodes: config.nodes.list.flatMap((node) =>
+        node.access.kind === "manual"
+          ? []
+          : [
+              {
+                name: node.name,
+                address: node.address,
+                runtime: node.runtime,
+                access:
+                  node.access.kind === "ssh"
+                    ? {
+                        ...node.access,
+                        ...node.hostKeyCheck,
+                        privateKey: config.nodes.sshPrivateKey!,
+                      }
+                    : node.access,
+              },
+            ],
+      ),
+      mirror: { endpoint: destination.nodeEndpoint, scheme: destination.access.scheme },
+      images: mirror.mapping,
+    },
+    { dependsOn: [mirror] },
+  );
+}
+
+/**
+ * An OpenShift cluster's nodes pull through the mirror by cluster objects the machine-config
+ * operator rolls out; no node file is touched. Declared once the images are in.
+ */
+function declareOpenShiftMirror(
+  config: StackConfig,
+  project: string,
+  registry: RegistryContainer | undefined,
+  mirror: ImageMirror | undefined,
+): OpenShiftMirrorConfig {
+  const { destination } = mirrorDestination(
+    { ...config, images: { ...config.images, destination: "registry" } },
+    registry,
+  );
+  if (destination.kind !== "registry") throw new Error("unreachable: nodes need a registry mirror");
+  return withRegistryConfigKeys(
+    project,
+    () =>
+      new OpenShiftMirrorConfig(
+        "openshift",
+        {
+          kubeconfig: config.cluster.kubeconfig,
+          context: config.cluster.context,
+          mirror: { endpoint: destination.nodeEndpoint, scheme: destination.access.scheme },
+          upstreams: upstreamsForStack(config, project, destination.nodeEndpoint),
+          forbidFallback: config.nodes.forbidFallback,
+          openshiftVersion: config.nodes.openshiftVersion,
+        },
+        { dependsOn: mirror ? [mirror] : registry ? [registry] : [] },
+      ),
+  );
+}
+
 /** The run, pulling from the mirror; it starts only after the images are in and nodes are configured. */
 function declareConformanceRun(
   config: StackConfig,
   project: string,
   registry: RegistryContainer | undefined,
   mirror: ImageMirror | undefined,
-  nodes: NodeRegistryConfig | undefined,
+  nodes: pulumi.Resource[],
   e2eImages: StackE2eImages,
 ): ConformanceRun {
   const key = (name: string) => `${project}:${name}`;
@@ -452,11 +553,7 @@ function declareConformanceRun(
           startupTimeoutMinutes: config.conformance.startupTimeoutMinutes,
         },
         {
-          dependsOn: [
-            ...(mirror ? [mirror] : []),
-            ...(registry ? [registry] : []),
-            ...(nodes ? [nodes] : []),
-          ],
+          dependsOn: [...(mirror ? [mirror] : []), ...(registry ? [registry] : []), ...nodes],
         },
       ),
   );

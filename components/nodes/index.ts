@@ -109,6 +109,12 @@ export interface NodeRegistryConfigArgs {
   /** Never fall back to the upstream registry (only the mirror is tried). Default false. */
   readonly forbidFallback?: boolean;
   /**
+   * k3s/rke2 nodes only: `systemDefaultRegistry` pulls the distribution's system images from
+   * the mirror by its own name; `embeddedRegistry` turns on the embedded registry mirror
+   * (nodes serve images to each other). Both default false.
+   */
+  readonly k3s?: { readonly systemDefaultRegistry?: boolean; readonly embeddedRegistry?: boolean };
+  /**
    * Where the scripts of `manual` nodes are written on the machine running Pulumi, one
    * `<node>/node-script.sh` each. Default `node-scripts` (relative to the working directory).
    */
@@ -176,6 +182,7 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
       },
       upstreams: args.upstreams,
       forbidFallback: args.forbidFallback,
+      k3s: args.k3s,
       stateDir: args.stateDir,
     });
 
@@ -201,7 +208,7 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
                 auth: { username: args.mirror.auth!.username!, password: secretPassword },
               },
               upstreams: args.upstreams,
-              options: { forbidFallback: args.forbidFallback ?? false },
+              options: { forbidFallback: args.forbidFallback ?? false, ...args.k3s },
             }),
             { nodeName: node.name, stateDir: settings.stateDir },
           ),

@@ -63,6 +63,8 @@ export interface NodeRegistrySettingsInput {
   };
   upstreams: NodeUpstream[];
   forbidFallback?: boolean;
+  /** k3s/rke2 node options (system-default-registry, embedded registry). */
+  k3s?: { systemDefaultRegistry?: boolean; embeddedRegistry?: boolean };
   stateDir?: string;
 }
 
@@ -267,7 +269,7 @@ export function resolveNodeRegistrySettings(
           certificate: input.mirror.certificate,
         },
         upstreams: input.upstreams ?? [],
-        options: { forbidFallback: input.forbidFallback ?? false },
+        options: { forbidFallback: input.forbidFallback ?? false, ...input.k3s },
       });
     } catch (error) {
       if (!(error instanceof NodeConfigError)) throw error;

@@ -8,3 +8,4 @@ export * from "./e2e-registries";
 export * from "./image-set";
 export * from "./mapping";
 export * from "./repo-list";
+export * from "./k3s-images";

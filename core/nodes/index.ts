@@ -4,3 +4,6 @@ export * from "./toml";
 export * from "./renderers";
 export * from "./plan";
 export * from "./script";
+export * from "./openshift";
+export * from "./k3s";
+export * from "./preload";

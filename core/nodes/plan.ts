@@ -15,11 +15,11 @@ import {
   renderContainerdMirrorHostsToml,
   containerdHostsTomlPath,
   renderHostsBlock,
-  renderRancherNoFallbackConfig,
   renderRegistriesConfDropIn,
   renderRegistriesYaml,
   spoofedHostnames,
 } from "./renderers";
+import { needsRancherConfigDropIn, renderRancherConfigDropIn, validateRancherOptions } from "./k3s";
 import {
   NodeConfigError,
   type NodeMirror,
@@ -306,19 +306,20 @@ export function planNodeFiles(input: NodePlanInput): NodePlan {
     case "rke2": {
       const after: AfterChange = runtime === "k3s" ? "restart-k3s" : "restart-rke2";
       const dir = `/etc/rancher/${runtime}`;
+      validateRancherOptions(upstreams, options);
       files.push(
         wholeFile(
           `${dir}/registries.yaml`,
-          renderRegistriesYaml(mirror, upstreams),
+          renderRegistriesYaml(mirror, upstreams, options),
           after,
           mirror.auth !== undefined,
         ),
       );
-      if (options.forbidFallback) {
+      if (needsRancherConfigDropIn(options)) {
         files.push(
           wholeFile(
             `${dir}/config.yaml.d/50-airgap-mirror.yaml`,
-            renderRancherNoFallbackConfig(),
+            renderRancherConfigDropIn(mirror, options),
             after,
           ),
         );

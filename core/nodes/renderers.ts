@@ -17,6 +17,7 @@ import {
   isIpHost,
   parseMirrorEndpoint,
 } from "./settings";
+import { rancherExtraMirrors } from "./k3s";
 import { tomlString, tomlStringArray } from "./toml";
 
 const generatedBy = "Written by airgap-conformance (NodeRegistryConfig); removed on destroy.";
@@ -190,6 +191,8 @@ function yamlText(value: unknown): string {
     lineWidth: 0,
     defaultStringType: "QUOTE_DOUBLE",
     defaultKeyType: "PLAIN",
+    // An entry without settings is written as the k3s documentation writes it: `"*":`.
+    nullStr: "",
   });
 }
 
@@ -202,6 +205,7 @@ function yamlText(value: unknown): string {
 export function renderRegistriesYaml(
   mirror: NodeMirror,
   upstreams: readonly NodeUpstream[],
+  options: NodeRenderOptions = {},
 ): string {
   const endpoint = `${mirror.scheme}://${mirror.endpoint}`;
   const mirrors: Record<string, unknown> = { [mirror.endpoint]: { endpoint: [endpoint] } };
@@ -211,6 +215,7 @@ export function renderRegistriesYaml(
         ? { endpoint: [endpoint] }
         : { endpoint: [endpoint], rewrite: { "^(.*)$": `${upstream.pathPrefix}/$1` } };
   }
+  Object.assign(mirrors, rancherExtraMirrors(mirror, mirrors, options));
   const config: Record<string, unknown> = {};
   if (mirror.caFile !== undefined || mirror.skipVerify) {
     config.tls = {

@@ -60,6 +60,16 @@ export interface NodeUpstream {
 export interface NodeRenderOptions {
   /** Make the mirror the only source: no fallback to the upstream registry. Default false. */
   readonly forbidFallback?: boolean;
+  /**
+   * k3s/rke2 only: pull the distribution's own system images from the mirror by its name
+   * (`system-default-registry: <mirror>` in the config file). Default false.
+   */
+  readonly systemDefaultRegistry?: boolean;
+  /**
+   * k3s/rke2 only: the embedded distributed registry mirror, nodes serving images to each
+   * other (`embedded-registry: true` and a `"*"` mirror in registries.yaml). Default false.
+   */
+  readonly embeddedRegistry?: boolean;
 }
 
 /** An invalid node-configuration input; `arg` names it. */

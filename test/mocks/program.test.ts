@@ -7,6 +7,7 @@ import { imageSetForStack } from "../../infra/images";
 import { defineProgram } from "../../infra/program";
 import { recorded } from "./harness";
 import { readStackFile } from "../../infra/stack-file";
+import { renderRancherConfigDropIn, sha256Hex } from "../../core/nodes";
 
 const root = path.resolve(__dirname, "..", "..");
 const fixtures = path.join(root, "test", "fixtures");
@@ -146,6 +147,7 @@ describe("the program (mocks)", function () {
       "airgap-conformance:registryTlsCertificateFile": path.join(fixtures, "registry.crt"),
       "airgap-conformance:registryTlsKeyFile": path.join(fixtures, "registry.key"),
       "airgap-conformance:mirrorCaFile": path.join(fixtures, "registry.crt"),
+      "airgap-conformance:imagesK3sImagesFile": path.join(fixtures, "k3s", "k3s-images.txt"),
     };
     const standIns = Object.fromEntries(Object.entries(files).filter(([key]) => key in config));
     pulumi.runtime.setAllConfig(
@@ -219,6 +221,140 @@ describe("the program (mocks)", function () {
       "nodes-ssh-10.0.1.22",
     ]);
     assert.match(String(nodes[0].inputs.create), /sudo -n/);
+    // k3s's system images are mirrored, and the nodes pull them by the mirror's name.
+    const images = registered.filter(
+      (r) => r.type === "pulumi-nodejs:dynamic/mirror:MirroredImage",
+    );
+    assert.ok(
+      images.some((image) => image.inputs.source === "docker.io/rancher/mirrored-pause:3.6"),
+    );
+    const script = String(nodes[0].inputs.stdin);
+    const dropIn = renderRancherConfigDropIn(
+      { endpoint: "10.0.1.5:5000", scheme: "http" },
+      { forbidFallback: true, systemDefaultRegistry: true, embeddedRegistry: true },
+    );
+    assert.match(dropIn, /system-default-registry: "10\.0\.1\.5:5000"\nembedded-registry: true/);
+    // The script stages each file with its sha256; this one is the drop-in above.
+    assert.ok(script.includes(` ${sha256Hex(dropIn)} <<`), "the node gets the k3s config drop-in");
+  });
+
+  it("preloads every mirrored image into each node's store, after the images are in", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.kubeadm.yaml", {
+      "airgap-conformance:nodesPreload": "true",
+    });
+    const preload = registered.filter((r) => r.parent.endsWith("NodeImagePreload::preload"));
+    assert.deepEqual(preload.map((r) => r.name).sort(), [
+      "preload-cp-1",
+      "preload-worker-1",
+      "preload-worker-2",
+    ]);
+    const mapping = await valueOf(outputs.imageMapping);
+    for (const command of preload) {
+      assert.equal(command.type, "command:remote:Command");
+      assert.equal(command.inputs.create, "sh -s apply");
+      assert.equal(command.inputs.delete, "sh -s delete");
+      assert.ok(
+        command.dependencies.some((urn) =>
+          urn.includes("MirroredImage::images-registry.k8s.io/pause:3.10"),
+        ),
+      );
+      const script = String(command.inputs.stdin);
+      for (const [source, reference] of Object.entries(mapping!)) {
+        assert.ok(script.includes(`remember '${source}'`), source);
+        assert.ok(script.includes(`'${reference.split("@")[0]}'`), reference);
+      }
+      assert.match(script, /ctr -n k8s\.io images pull '10\.0\.0\.5:5000\/pause:3\.10'/);
+      assert.ok(
+        command.secretPaths.some((p) => p.startsWith("connection")),
+        "the SSH key stays secret",
+      );
+    }
+    // The run waits for the preload too.
+    const preflight = registered.find((r) => r.name === "conformance-preflight")!;
+    assert.ok(preflight.dependencies.some((urn) => urn.includes("preload-worker-1")));
+  });
+
+  it("evaluates the preload stack: containerd and podman nodes preloaded over SSH", async function () {
+    const { registered } = await evaluateStack("Pulumi.preload.yaml");
+    const preload = registered.filter((r) => r.parent.endsWith("NodeImagePreload::preload"));
+    assert.deepEqual(preload.map((r) => r.name).sort(), ["preload-cp-1", "preload-edge-1"]);
+    const edge = preload.find((r) => r.name === "preload-edge-1")!;
+    assert.match(
+      String(edge.inputs.stdin),
+      /podman pull --quiet --tls-verify=false '10\.0\.3\.5:5000\/pause:3\.10'/,
+    );
+  });
+
+  it("refuses preload for nodes it cannot preload, naming the key", function () {
+    useConfig({
+      "airgap-conformance:kubernetesVersion": "1.31.4",
+      "airgap-conformance:nodesPreload": "true",
+      "airgap-conformance:nodes": JSON.stringify(["docker://k3s-server?runtime=k3s"]),
+    });
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:nodesPreload: got "true"; allowed: false while nodes lists a runtime=k3s node/,
+    );
+  });
+
+  it("evaluates the openshift stack: mirror sets in the cluster, no node touched", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.openshift.yaml");
+    assert.deepEqual(
+      registered
+        .filter((r) => r.name === "nodes" || r.name.startsWith("nodes-"))
+        .map((r) => r.name),
+      [],
+      "no command runs on an OpenShift node",
+    );
+    assert.equal(outputs.nodeFiles, undefined);
+    const objects = registered.filter((r) => r.parent.endsWith("OpenShiftMirrorConfig::openshift"));
+    const sets = objects.filter((r) => r.type.startsWith("kubernetes:config.openshift.io/v1:"));
+    assert.deepEqual(sets.map((r) => r.type).sort(), [
+      "kubernetes:config.openshift.io/v1:ImageDigestMirrorSet",
+      "kubernetes:config.openshift.io/v1:ImageTagMirrorSet",
+    ]);
+    const tagSet = sets.find((r) => r.type.endsWith("ImageTagMirrorSet"))!;
+    assert.deepEqual((tagSet.inputs.spec as { imageTagMirrors: unknown[] }).imageTagMirrors[0], {
+      source: "registry.k8s.io",
+      mirrors: ["registry.lab:5000"],
+      mirrorSourcePolicy: "NeverContactSource",
+    });
+    const provider = only(objects, "pulumi:providers:kubernetes");
+    assert.equal(provider.inputs.kubeconfig, path.join(fixtures, "kubeconfig-kind-airgap.yaml"));
+    for (const set of sets) {
+      assert.match(set.provider, /pulumi:providers:kubernetes::openshift-k8s::/);
+      assert.ok(
+        set.dependencies.some((urn) => urn.includes("MirroredImage::images-registry.k8s.io/pause")),
+        "declared once the images are in",
+      );
+    }
+    // The run waits for the mirror objects.
+    const preflight = registered.find((r) => r.name === "conformance-preflight")!;
+    assert.ok(preflight.dependencies.some((urn) => urn.includes("ImageTagMirrorSet")));
+    assert.deepEqual(await valueOf(outputs.openshiftMirrorObjects), [
+      "config.openshift.io/v1 ImageDigestMirrorSet/airgap-conformance-mirror",
+      "config.openshift.io/v1 ImageTagMirrorSet/airgap-conformance-mirror",
+    ]);
+  });
+
+  it("declares an ImageContentSourcePolicy for OpenShift before 4.13 and warns it is digest-only", async function () {
+    const { outputs, registered } = await evaluateStack("Pulumi.openshift.yaml", {
+      "airgap-conformance:nodesOpenshiftVersion": "4.12",
+    });
+    const objects = registered.filter((r) => r.parent.endsWith("OpenShiftMirrorConfig::openshift"));
+    assert.deepEqual(
+      objects
+        .filter((r) => r.custom && r.type !== "pulumi:providers:kubernetes")
+        .map((r) => r.type),
+      ["kubernetes:operator.openshift.io/v1alpha1:ImageContentSourcePolicy"],
+    );
+    const warnings = await valueOf(outputs.openshiftMirrorWarnings);
+    assert.match(warnings![0], /digest only/);
+    useConfig({ "airgap-conformance:nodesOpenshiftVersion": "v4.12" });
+    assert.throws(
+      () => loadStackConfig(),
+      /config airgap-conformance:nodesOpenshiftVersion: got "v4.12"; allowed: an OpenShift 4 version/,
+    );
   });
 
   it("previews exactly the change between two configs: one image, one node, one focus", async function () {
@@ -297,6 +433,10 @@ describe("the program (mocks)", function () {
       refName: "registry.k8s.io/conformance:v1.31.4",
     });
     assert.equal(await valueOf(outputs.repoList), undefined);
+    // The size report is computed at preview, before any copy: every image measured or named.
+    const size = await valueOf(outputs.archiveSize);
+    assert.ok(size);
+    assert.equal(size.images + size.unmeasured.length, await valueOf(outputs.imageCount));
   });
 
   const registryOnly = {

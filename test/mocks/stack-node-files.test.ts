@@ -48,6 +48,7 @@ async function renderStack(file: string): Promise<StackRender> {
       [`${project}:registryTlsCertificateFile`]: caFixture,
       [`${project}:registryTlsKeyFile`]: path.join(fixtures, "registry.key"),
       [`${project}:mirrorCaFile`]: caFixture,
+      [`${project}:imagesK3sImagesFile`]: path.join(fixtures, "k3s", "k3s-images.txt"),
     }).filter(([key]) => key in config),
   );
   pulumi.runtime.setAllConfig(
@@ -125,7 +126,7 @@ async function renderStack(file: string): Promise<StackRender> {
             : undefined,
       },
       upstreams: args.upstreams,
-      options: { forbidFallback: args.forbidFallback ?? false },
+      options: { forbidFallback: args.forbidFallback ?? false, ...args.k3s },
     });
     // Exactly the files the node's command resource carries on stdin.
     const key = nodeResourceKey(

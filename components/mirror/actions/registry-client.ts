@@ -457,6 +457,37 @@ export class RegistryClient {
       throw this.unexpected(`blob upload ${repository}@${digest}`, response);
   }
 
+  /**
+   * A manifest (by tag or digest), the referrers of a digest, or a small JSON blob such as an
+   * image config, as text. Blob redirects (to the registry's storage) are followed once, without our credentials.
+   */
+  async getText(
+    repository: string,
+    kind: "manifests" | "blobs" | "referrers",
+    reference: string,
+  ): Promise<{ body: string; digest?: string }> {
+    let response = await this.v2(
+      "GET",
+      `${repository}/${kind}/${reference}`,
+      `repository:${repository}:pull`,
+      kind === "blobs" ? {} : { Accept: manifestMediaTypes.join(", ") },
+    );
+    const location = response.headers.location;
+    if ([301, 302, 303, 307, 308].includes(response.status) && typeof location === "string") {
+      const url = new URL(location, this.origin).toString();
+      // Storage elsewhere is authorized by the signed URL, never by our credentials.
+      response = await this.send("GET", url, {});
+    }
+    if (response.status !== 200) {
+      throw new RegistryRequestError(
+        `GET ${this.access.host}/${repository} ${kind} ${reference} answered ${response.status}`,
+        response.status,
+      );
+    }
+    const digest = response.headers["docker-content-digest"];
+    return { body: response.body, ...(typeof digest === "string" ? { digest } : {}) };
+  }
+
   /** The repository's tags (empty when the repository does not exist). */
   async listTags(repository: string): Promise<string[]> {
     const response = await this.v2(

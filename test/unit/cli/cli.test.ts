@@ -2,7 +2,9 @@ import { spawnSync } from "node:child_process";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import { commandHelp, runCli } from "../../../cli/airgap";
+import * as YAML from "yaml";
+import { commandHelp, runAirgap, runArchiveCli, runCli, runSizeCli } from "../../../cli/airgap";
+import { bytesOf, writeLayout } from "../mirror/oci-layout";
 import { renderRepoList } from "../../../core/images/repo-list";
 import { scratchDir } from "../../scratch";
 
@@ -27,6 +29,39 @@ describe("offline CLI", function () {
       }
     }
     assert.equal(runCli(["help", "frobnicate"]).code, 2);
+  });
+
+  it("--help exits 0 for the size and archive commands too, whatever else is given", async function () {
+    const commands = [
+      "size",
+      "archive-size",
+      "archive-split",
+      "archive-join",
+      "archive-diff",
+      "archive-apply",
+    ];
+    for (const command of commands) {
+      for (const argv of [
+        [command, "--help"],
+        [command, "-h"],
+        ["help", command],
+        [command, "/nowhere", "--max-part-size", "1G", "--out", "/nowhere", "--help"],
+      ]) {
+        const result = await runAirgap(argv);
+        assert.equal(result.code, 0, argv.join(" "));
+        assert.equal(result.stdout, `${commandHelp[command]}\n`);
+      }
+    }
+    // A usage error shows the command's own help.
+    const split = await runAirgap(["archive-split", "/nowhere", "--out", "/nowhere"]);
+    assert.equal(split.code, 2);
+    assert.match(
+      split.stderr,
+      /archive-split needs --max-part-size\nairgap archive-split ARCHIVE_DIR/,
+    );
+    assert.equal((await runAirgap(["size"])).code, 2);
+    assert.match((await runAirgap(["size"])).stderr, /^airgap size \(--stack NAME/);
+    assert.equal((await runAirgap(["--help"])).code, 0);
   });
 
   it("every subcommand works on the export stack (no registry: archive names)", function () {
@@ -164,13 +199,62 @@ describe("offline CLI", function () {
     assert.doesNotMatch(own, /placeholder/);
   });
 
+  it("renders the OpenShift mirror objects and no node file for openshift nodes", function () {
+    const out = scratchDir("render-");
+    const result = runCli(["render", "--stack", "openshift", "--out", out]);
+    assert.equal(result.code, 0, result.stderr);
+    const documents = YAML.parseAllDocuments(
+      readFileSync(path.join(out, "openshift/mirror-objects.yaml"), "utf8"),
+    ).map((document) => document.toJS() as { kind: string; spec: Record<string, unknown[]> });
+    assert.deepEqual(
+      documents.map((document) => document.kind),
+      ["ImageDigestMirrorSet", "ImageTagMirrorSet"],
+    );
+    assert.deepEqual(documents[1].spec.imageTagMirrors[0], {
+      source: "registry.k8s.io",
+      mirrors: ["registry.lab:5000"],
+      mirrorSourcePolicy: "NeverContactSource",
+    });
+    assert.equal(existsSync(path.join(out, "nodes")), false);
+
+    const file = path.join(scratchDir("stack-"), "Pulumi.old.yaml");
+    writeFileSync(
+      file,
+      readFileSync(path.join(__dirname, "../../../Pulumi.openshift.yaml"), "utf8").replace(
+        'nodesOpenshiftVersion: "4.18"',
+        'nodesOpenshiftVersion: "4.12"',
+      ),
+    );
+    const old = scratchDir("render-");
+    assert.equal(runCli(["render", "--file", file, "--out", old]).code, 0);
+    const policy = readFileSync(path.join(old, "openshift/mirror-objects.yaml"), "utf8");
+    assert.match(policy, /^# Note: ImageContentSourcePolicy mirrors pulls by digest only/);
+    assert.match(policy, /kind: ImageContentSourcePolicy/);
+  });
+
   it("works for every example stack file", function () {
-    for (const stack of ["dev", "export", "kubeadm", "k3s"]) {
+    const root = path.resolve(__dirname, "..", "..", "..");
+    const dir = scratchDir("stacks-");
+    for (const stack of ["dev", "export", "kubeadm", "k3s", "openshift", "preload"]) {
+      // Files a stack names on its bastion are replaced by the test fixtures.
+      const file = path.join(dir, `Pulumi.${stack}.yaml`);
+      writeFileSync(
+        file,
+        readFileSync(path.join(root, `Pulumi.${stack}.yaml`), "utf8").replace(
+          "/etc/airgap/k3s-images.txt",
+          path.join(root, "test", "fixtures", "k3s", "k3s-images.txt"),
+        ),
+      );
       for (const command of ["images", "mapping"]) {
-        const result = runCli([command, "--stack", stack]);
+        const result = runCli([command, "--file", file]);
         assert.equal(result.code, 0, `${command} ${stack}: ${result.stderr}`);
       }
     }
+    const k3s = runCli(["images", "--file", path.join(dir, "Pulumi.k3s.yaml")]);
+    assert.match(
+      k3s.stdout,
+      /^docker\.io\/rancher\/mirrored-pause:3\.6\tlist file .*\(k3s system images\):8$/m,
+    );
   });
 
   it("names the stack file and the key for a bad stack", function () {
@@ -189,5 +273,144 @@ describe("offline CLI", function () {
     const missing = runCli(["images", "--stack", "nope"]);
     assert.match(missing.stderr, /no stack file .*Pulumi\.nope\.yaml \(stacks here: .*dev/);
     assert.equal(runCli(["frobnicate", "--stack", "dev"]).code, 2);
+  });
+});
+
+describe("offline CLI: archives", function () {
+  it("prints the size report before any part is written, then splits and joins", async function () {
+    const archive = scratchDir("archive-");
+    writeLayout(archive, [
+      {
+        name: "registry.k8s.io/pause:3.10",
+        platforms: [
+          { platform: "linux/amd64", layers: [bytesOf("a", 3000)] },
+          { platform: "linux/arm64", layers: [bytesOf("b", 3000)] },
+        ],
+      },
+    ]);
+    const parts = path.join(scratchDir("parts-"), "usb");
+    const printed: { text: string; partsBefore: boolean }[] = [];
+    const result = await runArchiveCli(
+      ["archive-split", archive, "--max-part-size", "2K", "--out", parts],
+      (text) => printed.push({ text, partsBefore: existsSync(parts) }),
+    );
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(printed.length, 1);
+    assert.match(printed[0].text, /^ {2}registry\.k8s\.io\/pause:3\.10 /m);
+    assert.match(printed[0].text, /^ {4}linux\/arm64 /m);
+    assert.equal(printed[0].partsBefore, false, "the report comes before anything is written");
+    assert.match(result.stdout, /^wrote \d+ parts of at most 2\.0 KiB/);
+
+    const size = await runArchiveCli(["archive-size", archive, "--json"]);
+    assert.equal(size.code, 0);
+    assert.deepEqual(Object.keys(JSON.parse(size.stdout).platforms), [
+      "linux/amd64",
+      "linux/arm64",
+    ]);
+
+    const joined = path.join(scratchDir("joined-"), "archive");
+    const join = await runArchiveCli(["archive-join", parts, "--out", joined]);
+    assert.equal(join.code, 0, join.stderr);
+    assert.equal(
+      readFileSync(path.join(joined, "index.json"), "utf8"),
+      readFileSync(path.join(archive, "index.json"), "utf8"),
+    );
+    // A differential against the joined copy's lock carries nothing; applied, nothing changes.
+    const diff = path.join(scratchDir("diff-"), "d");
+    const diffResult = await runArchiveCli([
+      "archive-diff",
+      archive,
+      "--against",
+      path.join(joined, "images.lock.json"),
+      "--out",
+      diff,
+    ]);
+    assert.equal(diffResult.code, 0, diffResult.stderr);
+    assert.match(
+      diffResult.stdout,
+      /^wrote 0 images \(0 blobs, 0 B\).* 1 images and 0 shared blobs/,
+    );
+    const apply = await runArchiveCli(["archive-apply", diff, "--onto", joined]);
+    assert.equal(apply.code, 0, apply.stderr);
+    assert.match(apply.stdout, /^applied 0 images onto /);
+    assert.equal((await runArchiveCli(["archive-diff", archive, "--out", diff])).code, 2);
+
+    const bad = await runArchiveCli([
+      "archive-split",
+      archive,
+      "--max-part-size",
+      "lots",
+      "--out",
+      parts,
+    ]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--max-part-size: 'lots' is not a size/);
+  });
+});
+
+describe("offline CLI: size before anything is written", function () {
+  function stackFile(lines: string[]): string {
+    const file = path.join(scratchDir("stack-"), "Pulumi.size.yaml");
+    writeFileSync(
+      file,
+      [
+        "config:",
+        "  airgap-conformance:kubernetesVersion: 1.31.4",
+        ...lines.map((l) => `  airgap-conformance:${l}`),
+      ].join("\n") + "\n",
+    );
+    return file;
+  }
+
+  it("measures an archive the stack imports", async function () {
+    const archive = scratchDir("archive-");
+    writeLayout(archive, [
+      {
+        name: "registry.k8s.io/pause:3.10",
+        platforms: [{ platform: "linux/amd64", layers: [bytesOf("p", 2000)] }],
+      },
+    ]);
+    const file = stackFile([
+      "imagesSource: archive",
+      `imagesArchiveDirectory: ${archive}`,
+      "conformanceEnabled: false",
+    ]);
+    const result = await runSizeCli(["--file", file, "--json"]);
+    assert.equal(result.code, 0, result.stderr);
+    const report = JSON.parse(result.stdout) as {
+      images: { image: string }[];
+      unmeasured: unknown[];
+    };
+    assert.deepEqual(
+      report.images.map((image) => image.image),
+      ["registry.k8s.io/pause:3.10"],
+    );
+    assert.deepEqual(report.unmeasured, []);
+  });
+
+  it("names every image it could not measure and fails, writing nothing", async function () {
+    const out = path.join(scratchDir("export-"), "images");
+    const file = stackFile([
+      "registryEnabled: false",
+      "imagesSource: registry",
+      "imagesSourceRegistry: http://127.0.0.1:9",
+      "imagesDestination: archive",
+      `imagesArchiveDirectory: ${out}`,
+      "conformanceEnabled: false",
+    ]);
+    const images = runCli(["images", "--file", file])
+      .stdout.split("\n")
+      .filter((line) => /^[a-z]/.test(line));
+    const result = await runSizeCli(["--file", file]);
+    assert.equal(result.code, 1);
+    assert.equal(
+      result.stderr,
+      `${images.length} of ${images.length} images could not be measured\n`,
+    );
+    assert.match(
+      result.stdout,
+      /^not measured: registry\.k8s\.io\/pause:3\.10 \(cannot reach registry 127\.0\.0\.1:9/m,
+    );
+    assert.equal(existsSync(out), false);
   });
 });
