@@ -1,10 +1,5 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import * as path from "node:path";
-import {
-  RegistryClient,
-  type RegistryAccess,
-} from "../../components/mirror/actions/registry-client";
+import { type RegistryAccess } from "../../components/mirror/actions/registry-client";
 import {
   copyRegistryImage,
   emptyCopyStats,
@@ -18,18 +13,10 @@ import type {
   MirroredImageInputs,
 } from "../../components/mirror/provider-runtime";
 import { callProvider, serializeProvider } from "../lab/dynamic-provider";
-import { docker } from "../lab/engine";
 import { run } from "../lab/exec";
-import { labDir } from "../lab/paths";
 import { freePort, startLabRegistry, type LabRegistry } from "../lab/registries";
-import {
-  makeManifest,
-  makeRandomLayer,
-  singlePlatformImage,
-  writeOciLayout,
-} from "../lab/synthetic-images";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
-import { scratchDir } from "../scratch";
+import { describeUpstreamKilledMidCopy } from "../lab/upstream-killed";
 
 function accessOf(registry: LabRegistry): RegistryAccess {
   return {
@@ -333,82 +320,8 @@ describe("the in-process registry copier against real registries", function () {
   });
 });
 
-describe("the registry copier when the upstream dies in the middle of a blob", function () {
-  let upstream: LabRegistry;
-  let mirror: LabRegistry;
-  let layout: string;
-
-  before(async function () {
-    [upstream, mirror] = await Promise.all([
-      startLabRegistry({ name: "lab-copier-upstream-fragile" }),
-      startLabRegistry({ name: "lab-copier-after-kill" }),
-    ]);
-    layout = scratchDir("copier-big-", labDir);
-    const image = singlePlatformImage(
-      makeManifest([await makeRandomLayer("big.bin", 192 * 1024 * 1024)], {
-        os: "linux",
-        architecture: "amd64",
-      }),
-    );
-    writeOciLayout(layout, { "big:1": image });
-    await run("skopeo", [
-      "copy",
-      "--preserve-digests",
-      "--dest-tls-verify=false",
-      `oci:${layout}:big:1`,
-      `docker://${upstream.endpoint}/e2e-test-images/big:1`,
-    ]);
-  });
-  after(async () => {
-    await Promise.all([upstream.stop(), mirror.stop()]);
-  });
-
-  it("leaves nothing tagged, and a re-run completes the image with its digest", async function () {
-    const [copy] = planImageCopies({
-      images: ["registry.k8s.io/e2e-test-images/big:1"],
-      source: {
-        kind: "upstream",
-        registries: { "registry.k8s.io": { host: upstream.endpoint, scheme: "http" } },
-      },
-      destination: { kind: "registry", access: accessOf(mirror), nodeEndpoint: "mirror.lab:5000" },
-    }).copies;
-    const upstreamContainer = docker.getContainer(upstream.container.id);
-    const copying = copyRegistryImage(copy.request, { retries: 0 }).then(
-      () => "finished",
-      (error: Error) => error,
-    );
-    const deadline = Date.now() + 30000;
-    for (;;) {
-      const uploads = await run("docker", [
-        "exec",
-        mirror.name,
-        "sh",
-        "-c",
-        "ls /var/lib/registry/docker/registry/v2/repositories/e2e-test-images/big/_uploads 2>/dev/null | wc -l",
-      ]);
-      if (Number(uploads.stdout.trim()) > 0) break;
-      if (Date.now() > deadline) throw new Error("the copy never started uploading");
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    await upstreamContainer.kill();
-    const outcome = await copying;
-    assert.ok(outcome instanceof ImageCopyError, `the copy failed (got ${String(outcome)})`);
-    assert.match(outcome.message, /registry\.k8s\.io\/e2e-test-images\/big:1/);
-
-    const client = new RegistryClient(accessOf(mirror));
-    assert.equal(
-      await client.manifestDigest("e2e-test-images/big", "1"),
-      undefined,
-      "no partial image is tagged",
-    );
-
-    await upstreamContainer.start();
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    const digest = await copyRegistryImage(copy.request, { retries: 3, backoffMs: 500 });
-    const expected = JSON.parse(readFileSync(path.join(layout, "index.json"), "utf8")).manifests[0]
-      .digest;
-    assert.equal(digest, expected);
-    assert.equal(await client.manifestDigest("e2e-test-images/big", "1"), expected);
-    client.close();
-  });
-});
+describeUpstreamKilledMidCopy(
+  "the registry copier when the upstream dies in the middle of a blob",
+  { upstream: "lab-copier-upstream-fragile", mirror: "lab-copier-after-kill" },
+  copyRegistryImage,
+);
