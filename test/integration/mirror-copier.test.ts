@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { type RegistryAccess } from "../../components/mirror/actions/registry-client";
 import {
   copyRegistryImage,
   emptyCopyStats,
@@ -14,19 +13,9 @@ import type {
 } from "../../components/mirror/provider-runtime";
 import { callProvider, serializeProvider } from "../lab/dynamic-provider";
 import { run } from "../lab/exec";
-import { freePort, startLabRegistry, type LabRegistry } from "../lab/registries";
+import { freePort, registryAccessOf, startLabRegistry, type LabRegistry } from "../lab/registries";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
 import { describeUpstreamKilledMidCopy } from "../lab/upstream-killed";
-
-function accessOf(registry: LabRegistry): RegistryAccess {
-  return {
-    host: registry.endpoint,
-    scheme: registry.scheme,
-    caFile: registry.caFile,
-    username: registry.auth?.username,
-    password: registry.auth?.password,
-  };
-}
 
 /** What a registry stores under a reference, read by skopeo (an independent client). */
 async function rawManifest(registry: LabRegistry, reference: string) {
@@ -69,13 +58,13 @@ describe("the in-process registry copier against real registries", function () {
         registries: Object.fromEntries(
           Object.entries(upstreams.registries).map(([name, registry]) => [
             name,
-            accessOf(registry),
+            registryAccessOf(registry),
           ]),
         ),
       },
       destination: {
         kind: "registry",
-        access: accessOf(destination),
+        access: registryAccessOf(destination),
         nodeEndpoint: "mirror.lab:5000",
       },
       platforms,
@@ -261,7 +250,10 @@ describe("the in-process registry copier against real registries", function () {
     const [pause] = plan(secureMirror, ["registry.k8s.io/pause:3.10"]).copies;
     const wrong = {
       ...pause.request,
-      to: { ...pause.request.to, access: { ...accessOf(secureMirror), password: "wrong-pw-456" } },
+      to: {
+        ...pause.request.to,
+        access: { ...registryAccessOf(secureMirror), password: "wrong-pw-456" },
+      },
     } as CopyRequest;
     await assert.rejects(copyRegistryImage(wrong, { retries: 0 }), (error: Error) => {
       assert.ok(error instanceof ImageCopyError);
@@ -277,7 +269,7 @@ describe("the in-process registry copier against real registries", function () {
     const [pause] = plan(secureMirror, ["registry.k8s.io/pause:3.10"]).copies;
     const unverified = {
       ...pause.request,
-      to: { ...pause.request.to, access: { ...accessOf(secureMirror), caFile: undefined } },
+      to: { ...pause.request.to, access: { ...registryAccessOf(secureMirror), caFile: undefined } },
     } as CopyRequest;
     const started = Date.now();
     await assert.rejects(
@@ -299,7 +291,11 @@ describe("the in-process registry copier against real registries", function () {
         kind: "upstream",
         registries: { "registry.k8s.io": { host: `127.0.0.1:${closedPort}`, scheme: "http" } },
       },
-      destination: { kind: "registry", access: accessOf(mirror), nodeEndpoint: "mirror.lab:5000" },
+      destination: {
+        kind: "registry",
+        access: registryAccessOf(mirror),
+        nodeEndpoint: "mirror.lab:5000",
+      },
     }).copies;
     const started = Date.now();
     await assert.rejects(

@@ -24,24 +24,17 @@ import { callProvider, serializeProvider } from "../lab/dynamic-provider";
 import { docker } from "../lab/engine";
 import { run } from "../lab/exec";
 import { labDir } from "../lab/paths";
-import { freePort, startLabRegistry, type LabRegistry } from "../lab/registries";
+import { freePort, registryAccessOf, startLabRegistry, type LabRegistry } from "../lab/registries";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
 import { scratchDir } from "../scratch";
 import { describeUpstreamKilledMidCopy } from "../lab/upstream-killed";
 
-function accessOf(registry: LabRegistry, withPassword = true): RegistryAccess {
-  return {
-    host: registry.endpoint,
-    scheme: registry.scheme,
-    caFile: registry.caFile,
-    username: registry.auth?.username,
-    password: withPassword ? registry.auth?.password : undefined,
-  };
-}
-
 function upstreamAccess(upstreams: LabUpstreams): Record<string, RegistryAccess> {
   return Object.fromEntries(
-    Object.entries(upstreams.registries).map(([name, registry]) => [name, accessOf(registry)]),
+    Object.entries(upstreams.registries).map(([name, registry]) => [
+      name,
+      registryAccessOf(registry),
+    ]),
   );
 }
 
@@ -72,7 +65,7 @@ describe("mirroring actions against real registries", function () {
       source: { kind: "upstream", registries: upstreamAccess(upstreams) },
       destination: {
         kind: "registry",
-        access: accessOf(destination),
+        access: registryAccessOf(destination),
         nodeEndpoint: "mirror.lab:5000",
       },
       platform,
@@ -137,7 +130,10 @@ describe("mirroring actions against real registries", function () {
     const [copy] = plan(secureMirror, ["registry.k8s.io/pause:3.10"]).copies;
     const wrong = {
       ...copy.request,
-      to: { ...copy.request.to, access: { ...accessOf(secureMirror), password: "wrong-pw-456" } },
+      to: {
+        ...copy.request.to,
+        access: { ...registryAccessOf(secureMirror), password: "wrong-pw-456" },
+      },
     } as CopyRequest;
     await assert.rejects(copyImage(wrong, { retries: 0 }), (error: Error) => {
       assert.ok(error instanceof ImageCopyError);
@@ -157,7 +153,11 @@ describe("mirroring actions against real registries", function () {
         kind: "upstream",
         registries: { "registry.k8s.io": { host: `127.0.0.1:${closedPort}`, scheme: "http" } },
       },
-      destination: { kind: "registry", access: accessOf(mirror), nodeEndpoint: "mirror.lab:5000" },
+      destination: {
+        kind: "registry",
+        access: registryAccessOf(mirror),
+        nodeEndpoint: "mirror.lab:5000",
+      },
     }).copies;
     const started = Date.now();
     const retried: { attempt: number; of: number; delayMs: number; reason: string }[] = [];
@@ -194,7 +194,7 @@ describe("mirroring actions against real registries", function () {
   it("checks presence and digests of many images in one process (plain and TLS + auth)", async function () {
     for (const registry of [mirror, secureMirror]) {
       const pause = upstreams.images.find((image) => image.repository === "pause")!;
-      const results = await checkImages(accessOf(registry), [
+      const results = await checkImages(registryAccessOf(registry), [
         { repository: "pause", reference: "3.10", expectedDigest: pause.digest },
         { repository: "pause", reference: "3.10", expectedDigest: `sha256:${"0".repeat(64)}` },
         { repository: "not/there", reference: "1.0" },
@@ -208,7 +208,7 @@ describe("mirroring actions against real registries", function () {
         await copyImage(plan(mirror, ["registry.k8s.io/pause:3.10"]).copies[0].request, {
           retries: 0,
         });
-        const again = await checkImages(accessOf(registry), [
+        const again = await checkImages(registryAccessOf(registry), [
           { repository: "pause", reference: "3.10", expectedDigest: pause.digest },
           { repository: "pause", reference: "3.10", expectedDigest: `sha256:${"0".repeat(64)}` },
         ]);
@@ -225,7 +225,9 @@ describe("mirroring actions against real registries", function () {
       }
     }
     await assert.rejects(
-      checkImages(accessOf(secureMirror, false), [{ repository: "pause", reference: "3.10" }]),
+      checkImages(registryAccessOf(secureMirror, false), [
+        { repository: "pause", reference: "3.10" },
+      ]),
       /requires credentials \(401\)|refused the credentials/,
     );
   });
@@ -270,7 +272,7 @@ describe("mirroring actions against real registries", function () {
           source: { kind: "archive", directory: archive },
           destination: {
             kind: "registry",
-            access: accessOf(target),
+            access: registryAccessOf(target),
             nodeEndpoint: "mirror.lab:5000",
           },
           lock: readLock(archive),
@@ -280,7 +282,7 @@ describe("mirroring actions against real registries", function () {
           assert.equal(await copyImage(copy.request, { retries: 0 }), copy.expectedDigest);
         }
         const results = await checkImages(
-          accessOf(target),
+          registryAccessOf(target),
           importPlan.copies.map((copy) => ({
             repository: copy.request.to.transport === "docker" ? copy.request.to.repository : "",
             reference: copy.request.to.transport === "docker" ? copy.request.to.reference : "",
@@ -343,7 +345,7 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
       source: { kind: "upstream", registries: upstreamAccess(upstreams) },
       destination: {
         kind: "registry",
-        access: { ...accessOf(mirror), password: undefined },
+        access: { ...registryAccessOf(mirror), password: undefined },
         nodeEndpoint: "mirror.lab:5000",
       },
     }).copies;
@@ -389,7 +391,7 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
     assert.deepEqual(steady, { changes: false });
 
     // Someone deletes the image from the mirror behind Pulumi's back.
-    const client = new RegistryClient(accessOf(mirror));
+    const client = new RegistryClient(registryAccessOf(mirror));
     assert.equal(await client.deleteManifest("library/nginx", nginx.digest), "deleted");
     const drifted = await callProvider<{ changes: boolean }>(providerFile, "diff", [
       created.id,
@@ -439,7 +441,7 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
       "create",
       [aliasInputs],
     );
-    const client = new RegistryClient(accessOf(mirror));
+    const client = new RegistryClient(registryAccessOf(mirror));
     assert.equal(await client.manifestDigest("library/nginx", "alias"), nginx.digest);
 
     // The registry (distribution 2.8) deletes manifests by digest only, which would take the
@@ -480,7 +482,7 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
       input: htpasswdLine("mirror", "rotated-pw"),
     });
     await container.restart();
-    const client = new RegistryClient({ ...accessOf(mirror), password: "rotated-pw" });
+    const client = new RegistryClient({ ...registryAccessOf(mirror), password: "rotated-pw" });
     for (let attempt = 0; ; attempt++) {
       const answer = await client.manifestDigest("library/nginx", "1.27-alpine").catch(() => "");
       if (answer === nginx.digest) break;

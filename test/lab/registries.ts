@@ -8,6 +8,7 @@ import {
   type RegistryContainerSpec,
   type RegistrySettings,
 } from "../../components/registry/spec";
+import type { RegistryAccess } from "../../components/mirror/actions/registry-client";
 import { labDir } from "./paths";
 import { labRegistryImage } from "./registry-image";
 import { runContainerSpec, type RunningContainer } from "./run-spec";
@@ -130,5 +131,16 @@ export async function startLabRegistry(options: LabRegistryOptions): Promise<Lab
     auth: options.auth,
     authFile,
     stop: () => container.remove(),
+  };
+}
+
+/** How the mirror actions reach a lab registry; `withPassword: false` keeps only the user. */
+export function registryAccessOf(registry: LabRegistry, withPassword = true): RegistryAccess {
+  return {
+    host: registry.endpoint,
+    scheme: registry.scheme,
+    caFile: registry.caFile,
+    username: registry.auth?.username,
+    password: withPassword ? registry.auth?.password : undefined,
   };
 }

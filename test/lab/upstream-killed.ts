@@ -1,17 +1,14 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import * as path from "node:path";
-import {
-  RegistryClient,
-  type RegistryAccess,
-} from "../../components/mirror/actions/registry-client";
+import { RegistryClient } from "../../components/mirror/actions/registry-client";
 import { ImageCopyError, type CopyRequest } from "../../components/mirror/actions/skopeo";
 import { planImageCopies } from "../../components/mirror/plan";
 import { scratchDir } from "../scratch";
 import { docker } from "./engine";
 import { run } from "./exec";
 import { labDir } from "./paths";
-import { startLabRegistry, type LabRegistry } from "./registries";
+import { registryAccessOf, startLabRegistry, type LabRegistry } from "./registries";
 import {
   makeManifest,
   makeRandomLayer,
@@ -24,16 +21,6 @@ export type CopyEngine = (
   request: CopyRequest,
   options: { retries: number; backoffMs?: number },
 ) => Promise<string>;
-
-function accessOf(registry: LabRegistry): RegistryAccess {
-  return {
-    host: registry.endpoint,
-    scheme: registry.scheme,
-    caFile: registry.caFile,
-    username: registry.auth?.username,
-    password: registry.auth?.password,
-  };
-}
 
 /**
  * The upstream dies while a big layer is on its way: whatever the copy engine, the mirror must
@@ -84,7 +71,7 @@ export function describeUpstreamKilledMidCopy(
         },
         destination: {
           kind: "registry",
-          access: accessOf(mirror),
+          access: registryAccessOf(mirror),
           nodeEndpoint: "mirror.lab:5000",
         },
       }).copies;
@@ -112,7 +99,7 @@ export function describeUpstreamKilledMidCopy(
       assert.ok(outcome instanceof ImageCopyError, `the copy failed (got ${String(outcome)})`);
       assert.match(outcome.message, /registry\.k8s\.io\/e2e-test-images\/big:1/);
 
-      const client = new RegistryClient(accessOf(mirror));
+      const client = new RegistryClient(registryAccessOf(mirror));
       assert.equal(
         await client.manifestDigest("e2e-test-images/big", "1"),
         undefined,
