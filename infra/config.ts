@@ -58,6 +58,8 @@ export interface StackConfig {
     openshiftVersion?: string;
     /** Put the image set into each node's image store too. */
     preload: boolean;
+    /** Where the preload takes the images from: the mirror, or the archive directory. */
+    preloadSource: PreloadSource;
     /** k3s/rke2 node options. */
     k3s: { systemDefaultRegistry: boolean; embeddedRegistry: boolean };
   };
@@ -401,10 +403,65 @@ function k3sNodeOptions(
   return options;
 }
 
+/** Where nodesPreload takes the images from. */
+export const preloadSources = ["mirror", "archive"] as const;
+export type PreloadSource = (typeof preloadSources)[number];
+
+/**
+ * nodesPreloadSource: mirror, or archive (which needs the archive directory, the Kubernetes
+ * version naming the image set, and, when the stack has no mirror, no conformance run).
+ */
+function preloadSourceOption(
+  values: Record<string, Scalar>,
+  key: (name: string) => string,
+): PreloadSource {
+  const source = oneOf(
+    key("nodesPreloadSource"),
+    values.nodesPreloadSource as string,
+    preloadSources,
+  );
+  if (source === "mirror") return source;
+  if (!(values.nodesPreload as boolean)) {
+    throw new ConfigError(
+      key("nodesPreloadSource"),
+      source,
+      "mirror (the default) unless nodesPreload is true",
+    );
+  }
+  if (!optionalString(values.imagesArchiveDirectory)) {
+    throw new ConfigError(
+      key("imagesArchiveDirectory"),
+      undefined,
+      "required when nodesPreloadSource is archive (the OCI layout directory with images.lock.json)",
+    );
+  }
+  if ((values.kubernetesVersion as string) === "") {
+    throw new ConfigError(
+      key("kubernetesVersion"),
+      undefined,
+      "required when nodesPreloadSource is archive (it names the image set to preload), e.g. 1.31.4",
+    );
+  }
+  const hasMirror =
+    (values.registryEnabled as boolean) || Boolean(optionalString(values.mirrorEndpoint));
+  if (!hasMirror && (values.conformanceEnabled as boolean)) {
+    throw new ConfigError(
+      key("conformanceEnabled"),
+      "true",
+      "false when the stack has no mirror (registryEnabled false, no mirrorEndpoint): the run pulls from a mirror",
+    );
+  }
+  return source;
+}
+
 /** Preload serves nodes whose image store it knows; the error names the first other node. */
 function preloadOption(values: Record<string, Scalar>, key: (name: string) => string): boolean {
   const preload = values.nodesPreload as boolean;
   if (!preload) return false;
+  const fromArchive = values.nodesPreloadSource === "archive";
+  const stores = fromArchive
+    ? ["containerd", "containerd2", "crio", "podman", "k3s", "rke2"]
+    : ["containerd", "containerd2", "crio", "podman"];
   for (const entry of values.nodes as string[]) {
     if (entry.startsWith("manual://")) {
       throw new ConfigError(
@@ -414,14 +471,13 @@ function preloadOption(values: Record<string, Scalar>, key: (name: string) => st
       );
     }
     const runtime = /[?&]runtime=([^&]+)/.exec(entry)?.[1];
-    if (
-      runtime !== undefined &&
-      !["containerd", "containerd2", "crio", "podman"].includes(runtime)
-    ) {
+    if (runtime !== undefined && !stores.includes(runtime)) {
       throw new ConfigError(
         key("nodesPreload"),
         "true",
-        `false while nodes lists a runtime=${runtime} node (preload serves containerd, containerd2, crio and podman nodes)`,
+        fromArchive
+          ? `false while nodes lists a runtime=${runtime} node (preload from the archive serves containerd, containerd2, crio, podman, k3s and rke2 nodes)`
+          : `false while nodes lists a runtime=${runtime} node (preload from the mirror serves containerd, containerd2, crio and podman nodes; k3s and rke2 nodes need nodesPreloadSource archive)`,
       );
     }
   }
@@ -559,6 +615,7 @@ export function buildStackConfig(
           : undefined,
       k3s: k3sNodeOptions(values, key),
       preload: preloadOption(values, key),
+      preloadSource: preloadSourceOption(values, key),
       openshiftVersion: openshiftVersionOf(
         values.nodesOpenshiftVersion,
         key("nodesOpenshiftVersion"),

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { ConformanceArgsError } from "../core/conformance";
 import { ConformanceRun } from "../components/conformance";
@@ -10,7 +11,8 @@ import {
   type NodeReport,
 } from "../components/nodes";
 import { OpenShiftMirrorConfig } from "../components/nodes/openshift";
-import { NodeImagePreload } from "../components/nodes/preload";
+import { NodeImagePreload, type NodeImagePreloadArgs } from "../components/nodes/preload";
+import { ArchiveError, lockFileName, readLock } from "../components/mirror/actions/archive";
 import { openshiftFlavour, type RuntimeFlavour } from "../core/nodes";
 import {
   RegistryArgsError,
@@ -49,6 +51,8 @@ export interface ProgramOutputs {
   archiveSize?: pulumi.Output<ArchiveSizeSummary>;
   openshiftMirrorObjects?: pulumi.Output<string[]>;
   openshiftMirrorWarnings?: pulumi.Output<string[]>;
+  /** nodesPreloadSource archive: the tarball each node imports (path here, sha256, names). */
+  preloadTarball?: pulumi.Output<{ file: string; sha256: string; images: string[] }>;
   /** manual:// nodes: where each one's script was written, by node name. */
   nodeScripts?: pulumi.Output<Record<string, string>>;
   conformanceVerdict?: pulumi.Output<string>;
@@ -274,7 +278,14 @@ export function defineProgram(
   }
 
   const nodeResources: pulumi.Resource[] = [];
-  if (config.nodes.list.some((node) => node.runtime !== openshiftFlavour)) {
+  // Preloaded from the archive, a stack needs no mirror at all; its nodes then get no registry
+  // configuration (there is nothing to point them at), only the images.
+  const hasMirror = config.registry.enabled || config.mirror.external !== undefined;
+  const preloadFromArchive = config.nodes.preload && config.nodes.preloadSource === "archive";
+  if (
+    config.nodes.list.some((node) => node.runtime !== openshiftFlavour) &&
+    (hasMirror || !preloadFromArchive)
+  ) {
     const nodes = declareNodes(config, project, registry, mirror, e2eImages);
     outputs.nodeFiles = nodes.nodes;
     if (config.nodes.list.some((node) => node.access.kind === "manual")) {
@@ -282,7 +293,11 @@ export function defineProgram(
     }
     nodeResources.push(nodes);
   }
-  if (config.nodes.preload && mirror) {
+  if (preloadFromArchive) {
+    const preload = declareArchivePreload(config, project, e2eImages);
+    outputs.preloadTarball = preload.tarball;
+    nodeResources.push(preload);
+  } else if (config.nodes.preload && mirror) {
     nodeResources.push(declarePreload(config, registry, mirror));
   }
   if (config.nodes.list.some((node) => node.runtime === openshiftFlavour)) {
@@ -411,6 +426,99 @@ function declareNodes(
   );
 }
 
+/** The preload's nodes: every node Pulumi reaches, with its SSH key and host key check. */
+function preloadNodes(config: StackConfig): NodeImagePreloadArgs["nodes"] {
+  // manual:// nodes are refused with nodesPreload by the config (Pulumi cannot reach them).
+  return config.nodes.list.flatMap((node) =>
+    node.access.kind === "manual"
+      ? []
+      : [
+          {
+            name: node.name,
+            address: node.address,
+            runtime: node.runtime,
+            access:
+              node.access.kind === "ssh"
+                ? {
+                    ...node.access,
+                    ...node.hostKeyCheck,
+                    privateKey: config.nodes.sshPrivateKey!,
+                  }
+                : node.access,
+          },
+        ],
+  );
+}
+
+/** The platform of this machine, as the tarball's default (`linux/amd64`, `linux/arm64`). */
+export function hostPlatform(arch: string = process.arch): string {
+  const architectures: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm" };
+  return `linux/${architectures[arch] ?? arch}`;
+}
+
+/**
+ * Every image of the stack's set imported into each node's store from the archive: one tarball
+ * built here, copied to each node. No mirror, registry or image copy is involved.
+ */
+function declareArchivePreload(
+  config: StackConfig,
+  project: string,
+  e2eImages: StackE2eImages,
+): NodeImagePreload {
+  const key = (name: string) => `${project}:${name}`;
+  const directory = config.images.archiveDirectory!;
+  const imageSet = imageSetForStack(config, project, undefined, e2eImages);
+  let lock: LockDocument;
+  try {
+    lock = readLock(directory);
+  } catch (error) {
+    if (error instanceof ArchiveError) {
+      throw new ConfigError(key("imagesArchiveDirectory"), directory, error.message);
+    }
+    throw error;
+  }
+  const locked = new Map(lock.images.map((image) => [image.source, image.digest]));
+  const images = imageSet.images.map((image) => {
+    const digest = locked.get(image.canonical);
+    if (digest === undefined) {
+      throw new ConfigError(
+        key("imagesArchiveDirectory"),
+        directory,
+        `an archive holding every image to preload; ${image.canonical} is not in its ${lockFileName} (export it on the connected side, or remove it from the image set)`,
+      );
+    }
+    return { source: image.canonical, digest };
+  });
+  if (
+    config.nodes.sshPrivateKey === undefined &&
+    config.nodes.list.some((node) => node.access.kind === "ssh")
+  ) {
+    throw new ConfigError(
+      key("nodesSshPrivateKey"),
+      undefined,
+      "required for ssh:// nodes (pulumi config set --secret nodesSshPrivateKey < key)",
+    );
+  }
+  const preload = withRegistryConfigKeys(
+    project,
+    () =>
+      new NodeImagePreload("preload", {
+        nodes: preloadNodes(config),
+        archive: {
+          directory,
+          images,
+          platform: config.images.platform ?? hostPlatform(),
+          // Per stack: two stacks never remove each other's tarball.
+          tarballDirectory: path.resolve(".airgap-conformance", "preload", pulumi.getStack()),
+        },
+      }),
+  );
+  preload.skipped!.apply((skipped) => {
+    for (const entry of skipped) pulumi.log.warn(`not preloaded: ${entry.image} (${entry.reason})`);
+  });
+  return preload;
+}
+
 /** Every mirrored image put into each node's image store, once the images are in the mirror. */
 function declarePreload(
   config: StackConfig,
@@ -427,26 +535,7 @@ function declarePreload(
   return new NodeImagePreload(
     "preload",
     {
-      // manual:// nodes are refused with nodesPreload by the config (Pulumi cannot reach them).
-      nodes: config.nodes.list.flatMap((node) =>
-        node.access.kind === "manual"
-          ? []
-          : [
-              {
-                name: node.name,
-                address: node.address,
-                runtime: node.runtime,
-                access:
-                  node.access.kind === "ssh"
-                    ? {
-                        ...node.access,
-                        ...node.hostKeyCheck,
-                        privateKey: config.nodes.sshPrivateKey!,
-                      }
-                    : node.access,
-              },
-            ],
-      ),
+      nodes: preloadNodes(config),
       mirror: { endpoint: destination.nodeEndpoint, scheme: destination.access.scheme },
       images: mirror.mapping,
     },

@@ -7,3 +7,4 @@ export * from "./script";
 export * from "./openshift";
 export * from "./k3s";
 export * from "./preload";
+export * from "./preload-archive";

@@ -23,6 +23,9 @@ import { labLabel, labLabelValue, runContainerSpec } from "./run-spec";
  * - local Command: `create` with `/bin/sh -c` (or its interpreter), its `environment` and
  *   `stdin`; remote Command: over SSH with its `connection`; delete gets
  *   PULUMI_COMMAND_STDOUT/STDERR from the create, as the command provider sets them;
+ * - remote CopyToRemote of a file asset: over SFTP with its `connection`, creating the parent
+ *   directories and writing `remotePath`, as the provider does; its delete does nothing, as
+ *   the provider's;
  * - Kubernetes objects: server-side apply to the API server the resource's provider names
  *   (its kubeconfig and context), then DELETE on destroy;
  * - providers and components: nothing to do.
@@ -325,6 +328,10 @@ export class LabEngine {
         outputs: { ...inputs, stdout: trimmed(result.stdout), stderr: trimmed(result.stderr) },
       };
     }
+    if (type === "command:remote:CopyToRemote") {
+      await this.copyToRemote(name, inputs);
+      return { type, name, id: name, inputs, outputs: { ...inputs } };
+    }
     if (type.startsWith("kubernetes:")) {
       const providerInputs = this.providerInputs(provider, type);
       const applied = await kubeRequest(
@@ -376,56 +383,15 @@ export class LabEngine {
         allowFailure: true,
       });
     } else {
-      const connection = inputs.connection as {
-        host: string;
-        port?: number;
-        user?: string;
-        privateKey?: string;
-        hostKey?: string;
-      };
-      if (!connection.privateKey) throw new Error(`${type} ${name}: the lab connects with a key`);
-      const keyFile = path.join(
-        this.options.workDir,
-        `ssh-key-${name.replace(/[^A-Za-z0-9._-]/g, "_")}`,
-      );
-      writeFileSync(
-        keyFile,
-        connection.privateKey.endsWith("\n") ? connection.privateKey : `${connection.privateKey}\n`,
-        { mode: 0o600 },
-      );
-      chmodSync(keyFile, 0o600);
-      // With a host key the provider checks the server's key against it; without one it does not.
-      const knownHosts = path.join(
-        this.options.workDir,
-        `known-hosts-${name.replace(/[^A-Za-z0-9._-]/g, "_")}`,
-      );
-      writeFileSync(
-        knownHosts,
-        connection.hostKey ? `${connection.host} ${connection.hostKey}\n` : "",
-      );
-      const hostKeyOptions = connection.hostKey
-        ? ["-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`]
-        : ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"];
+      const { target, options } = this.sshOptions(type, name, inputs);
       // The provider asks the server to set each variable (ssh "env" requests, as SendEnv);
       // sshd accepts only what its AcceptEnv allows, exactly as for the provider.
       result = await run(
         "ssh",
         [
-          "-i",
-          keyFile,
-          "-p",
-          String(connection.port ?? 22),
-          "-o",
-          "BatchMode=yes",
-          "-o",
-          "IdentitiesOnly=yes",
-          ...hostKeyOptions,
-          "-o",
-          "LogLevel=ERROR",
-          "-o",
-          "ConnectTimeout=10",
+          ...options("-p"),
           ...Object.keys(environment).flatMap((key) => ["-o", `SendEnv=${key}`]),
-          `${connection.user ?? "root"}@${connection.host}`,
+          target,
           commandLine,
         ],
         { input: stdin, env: environment, allowFailure: true },
@@ -437,6 +403,95 @@ export class LabEngine {
       );
     }
     return result;
+  }
+
+  /** OpenSSH options for a resource's `connection` (key, port, host key check). */
+  private sshOptions(
+    type: string,
+    name: string,
+    inputs: Record<string, unknown>,
+  ): { target: string; options: (portFlag: "-p" | "-P") => string[] } {
+    const connection = inputs.connection as {
+      host: string;
+      port?: number;
+      user?: string;
+      privateKey?: string;
+      hostKey?: string;
+    };
+    if (!connection.privateKey) throw new Error(`${type} ${name}: the lab connects with a key`);
+    const keyFile = path.join(
+      this.options.workDir,
+      `ssh-key-${name.replace(/[^A-Za-z0-9._-]/g, "_")}`,
+    );
+    writeFileSync(
+      keyFile,
+      connection.privateKey.endsWith("\n") ? connection.privateKey : `${connection.privateKey}\n`,
+      { mode: 0o600 },
+    );
+    chmodSync(keyFile, 0o600);
+    // With a host key the provider checks the server's key against it; without one it does not.
+    const knownHosts = path.join(
+      this.options.workDir,
+      `known-hosts-${name.replace(/[^A-Za-z0-9._-]/g, "_")}`,
+    );
+    writeFileSync(
+      knownHosts,
+      connection.hostKey ? `${connection.host} ${connection.hostKey}\n` : "",
+    );
+    const hostKeyOptions = connection.hostKey
+      ? ["-o", "StrictHostKeyChecking=yes", "-o", `UserKnownHostsFile=${knownHosts}`]
+      : ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"];
+    return {
+      target: `${connection.user ?? "root"}@${connection.host}`,
+      options: (portFlag) => [
+        "-i",
+        keyFile,
+        portFlag,
+        String(connection.port ?? 22),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        ...hostKeyOptions,
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+      ],
+    };
+  }
+
+  /**
+   * CopyToRemote of a file asset, as the provider does it: an SFTP session that creates the
+   * parent directories of `remotePath` (MkdirAll) and writes the file there.
+   */
+  private async copyToRemote(name: string, inputs: Record<string, unknown>): Promise<void> {
+    const type = "command:remote:CopyToRemote";
+    const source = inputs.source as { path?: unknown } | undefined;
+    const localPath = typeof source?.path === "string" ? source.path : undefined;
+    if (!localPath) throw new Error(`${type} ${name}: the lab copies file assets only`);
+    const remotePath = String(inputs.remotePath);
+    if (!remotePath.startsWith("/"))
+      throw new Error(`${type} ${name}: remotePath must be absolute`);
+    const parents: string[] = [];
+    for (let dir = path.posix.dirname(remotePath); dir !== "/"; dir = path.posix.dirname(dir)) {
+      parents.unshift(dir);
+    }
+    // "-" before a command: an existing directory is not an error (MkdirAll).
+    const batch = [
+      ...parents.map((dir) => `-mkdir "${dir}"`),
+      `put "${localPath}" "${remotePath}"`,
+    ];
+    const { target, options } = this.sshOptions(type, name, inputs);
+    const result = await run("sftp", [...options("-P"), "-b", "-", target], {
+      input: `${batch.join("\n")}\n`,
+      allowFailure: true,
+    });
+    if (result.code !== 0) {
+      throw new Error(
+        `${type} ${name}: copying ${localPath} to ${remotePath} failed:\n${result.stderr.trim()}`,
+      );
+    }
   }
 
   /**
@@ -505,6 +560,8 @@ export class LabEngine {
           PULUMI_COMMAND_STDERR: String(outputs.stderr ?? ""),
         });
       }
+    } else if (type === "command:remote:CopyToRemote") {
+      // The provider's CopyToRemote has no delete: the copied file stays.
     } else if (type.startsWith("kubernetes:")) {
       // Gone already (its namespace was deleted first) counts as deleted, as for the provider.
       await kubeRequest(
