@@ -65,6 +65,8 @@ export function unwrapSecrets(value: unknown): unknown {
   if (value && typeof value === "object") {
     const object = value as Record<string, unknown>;
     if (object[signatureKey] === secretSignature) return unwrapSecrets(object.value);
+    // Assets and archives keep their shape (a FileAsset's path is a promise).
+    if (object.__pulumiAsset === true || object.__pulumiArchive === true) return value;
     return Object.fromEntries(
       Object.entries(object).map(([key, item]) => [key, unwrapSecrets(item)]),
     );
@@ -467,9 +469,15 @@ export class LabEngine {
    */
   private async copyToRemote(name: string, inputs: Record<string, unknown>): Promise<void> {
     const type = "command:remote:CopyToRemote";
+    // The SDK hands the mocks a FileAsset, whose path is a promise.
     const source = inputs.source as { path?: unknown } | undefined;
-    const localPath = typeof source?.path === "string" ? source.path : undefined;
-    if (!localPath) throw new Error(`${type} ${name}: the lab copies file assets only`);
+    const assetPath: unknown = await source?.path;
+    const localPath = typeof assetPath === "string" ? assetPath : undefined;
+    if (!localPath) {
+      throw new Error(
+        `${type} ${name}: the lab copies file assets only (source: ${JSON.stringify(inputs.source)})`,
+      );
+    }
     const remotePath = String(inputs.remotePath);
     if (!remotePath.startsWith("/"))
       throw new Error(`${type} ${name}: remotePath must be absolute`);
