@@ -165,6 +165,8 @@ export function renderManifest(dir: string, files: string[]): string {
 export const projectExcludes = new Set([
   ".git",
   ".lab",
+  // Preload tarballs built from the archive on this machine (nodesPreloadSource archive).
+  ".airgap-conformance",
   "conformance-results",
   "results",
   "bench/out",

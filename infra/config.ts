@@ -614,8 +614,9 @@ export function buildStackConfig(
           ? key("mirrorCaFile")
           : undefined,
       k3s: k3sNodeOptions(values, key),
-      preload: preloadOption(values, key),
+      // The source first: which nodes preload serves depends on it.
       preloadSource: preloadSourceOption(values, key),
+      preload: preloadOption(values, key),
       openshiftVersion: openshiftVersionOf(
         values.nodesOpenshiftVersion,
         key("nodesOpenshiftVersion"),

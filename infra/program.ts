@@ -51,8 +51,6 @@ export interface ProgramOutputs {
   archiveSize?: pulumi.Output<ArchiveSizeSummary>;
   openshiftMirrorObjects?: pulumi.Output<string[]>;
   openshiftMirrorWarnings?: pulumi.Output<string[]>;
-  /** nodesPreloadSource archive: the tarball each node imports (path here, sha256, names). */
-  preloadTarball?: pulumi.Output<{ file: string; sha256: string; images: string[] }>;
   /** manual:// nodes: where each one's script was written, by node name. */
   nodeScripts?: pulumi.Output<Record<string, string>>;
   conformanceVerdict?: pulumi.Output<string>;
@@ -294,9 +292,7 @@ export function defineProgram(
     nodeResources.push(nodes);
   }
   if (preloadFromArchive) {
-    const preload = declareArchivePreload(config, project, e2eImages);
-    outputs.preloadTarball = preload.tarball;
-    nodeResources.push(preload);
+    nodeResources.push(declareArchivePreload(config, project, e2eImages));
   } else if (config.nodes.preload && mirror) {
     nodeResources.push(declarePreload(config, registry, mirror));
   }

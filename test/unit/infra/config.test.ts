@@ -293,3 +293,71 @@ describe("ssh nodes: host keys and credentials in nodes entries", function () {
     );
   });
 });
+
+describe("nodesPreloadSource", function () {
+  const project = schema.project;
+  const build = (values: Record<string, string>) =>
+    buildStackConfig(
+      readTypedConfig(
+        Object.fromEntries(Object.entries(values).map(([k, v]) => [`${project}:${k}`, v])),
+        schema,
+      ),
+      project,
+    );
+  const archiveStack = {
+    kubernetesVersion: "1.31.4",
+    registryEnabled: "false",
+    imagesEnabled: "false",
+    conformanceEnabled: "false",
+    nodesPreload: "true",
+    nodesPreloadSource: "archive",
+    imagesArchiveDirectory: "/srv/airgap-images",
+    nodes: JSON.stringify(["docker://k3s-server?runtime=k3s", "docker://worker?runtime=crio"]),
+  };
+
+  it("is mirror by default, and archive takes k3s and rke2 nodes with no registry at all", function () {
+    assert.equal(build({ kubernetesVersion: "1.31.4" }).nodes.preloadSource, "mirror");
+    const config = build(archiveStack);
+    assert.equal(config.nodes.preloadSource, "archive");
+    assert.equal(config.nodes.preload, true);
+    assert.equal(config.registry.enabled, false);
+  });
+
+  it("names the key and what is allowed for every bad combination", function () {
+    const refused = (values: Record<string, string>, message: RegExp) =>
+      assert.throws(() => build(values), message);
+    refused(
+      { ...archiveStack, nodesPreloadSource: "usb" },
+      /config airgap-conformance:nodesPreloadSource: got "usb"; allowed: mirror, archive/,
+    );
+    refused(
+      { ...archiveStack, nodesPreload: "false" },
+      /config airgap-conformance:nodesPreloadSource: got "archive"; allowed: mirror \(the default\) unless nodesPreload is true/,
+    );
+    refused(
+      { ...archiveStack, imagesArchiveDirectory: "" },
+      /config airgap-conformance:imagesArchiveDirectory: required when nodesPreloadSource is archive/,
+    );
+    refused(
+      { ...archiveStack, kubernetesVersion: "" },
+      /config airgap-conformance:kubernetesVersion: required when nodesPreloadSource is archive/,
+    );
+    refused(
+      { ...archiveStack, conformanceEnabled: "true" },
+      /config airgap-conformance:conformanceEnabled: got "true"; allowed: false when the stack has no mirror/,
+    );
+    refused(
+      {
+        ...archiveStack,
+        nodesPreloadSource: "mirror",
+        imagesEnabled: "true",
+        mirrorEndpoint: "10.0.0.5:5000",
+      },
+      /config airgap-conformance:nodesPreload: got "true"; allowed: false while nodes lists a runtime=k3s node \(preload from the mirror serves .*k3s and rke2 nodes need nodesPreloadSource archive\)/,
+    );
+    refused(
+      { ...archiveStack, nodes: JSON.stringify(["docker://m?runtime=hosts"]) },
+      /allowed: false while nodes lists a runtime=hosts node \(preload from the archive serves containerd, containerd2, crio, podman, k3s and rke2 nodes\)/,
+    );
+  });
+});
