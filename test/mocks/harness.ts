@@ -115,6 +115,18 @@ function computedState(args: pulumi.runtime.MockResourceArgs): Record<string, un
         : {}),
     };
   }
+  if (args.type === "pulumi-nodejs:dynamic/nodes:PreloadTarball") {
+    // What the provider reports: a file named by the sha256 of its content (here: of its inputs).
+    const images = args.inputs.images as { source: string; digest: string }[];
+    const sha256 = createHash("sha256").update(JSON.stringify(args.inputs)).digest("hex");
+    return {
+      file: `${String(args.inputs.outputDirectory)}/preload-${sha256.slice(0, 16)}.tar`,
+      sha256,
+      size: 1024,
+      repoTags: images.map((image) => image.source).sort(),
+      skipped: [],
+    };
+  }
   if (args.type === "command:local:Command" || args.type === "command:remote:Command") {
     return { stdout: commandStdout.get(args.name) ?? "", stderr: "" };
   }

@@ -8,6 +8,9 @@ import { defineProgram } from "../../infra/program";
 import { recorded } from "./harness";
 import { readStackFile } from "../../infra/stack-file";
 import { renderRancherConfigDropIn, sha256Hex } from "../../core/nodes";
+import { createHash } from "node:crypto";
+import { scratchDir } from "../scratch";
+import { bytesOf, writeLayout } from "../unit/mirror/oci-layout";
 
 const root = path.resolve(__dirname, "..", "..");
 const fixtures = path.join(root, "test", "fixtures");
@@ -164,8 +167,9 @@ describe("the program (mocks)", function () {
       ["airgap-conformance:registryPassword", "airgap-conformance:nodesSshPrivateKey"],
     );
     const outputs = defineProgram(loadStackConfig(), "airgap-conformance");
-    await valueOf(outputs.imageMapping);
-    await valueOf(outputs.conformanceVerdict);
+    // A stack that preloads from the archive has no mirror and no run.
+    if (outputs.imageMapping) await valueOf(outputs.imageMapping);
+    if (outputs.conformanceVerdict) await valueOf(outputs.conformanceVerdict);
     await settle();
     return { outputs, registered: recorded.slice(start) };
   }
@@ -282,6 +286,129 @@ describe("the program (mocks)", function () {
     assert.match(
       String(edge.inputs.stdin),
       /podman pull --quiet --tls-verify=false '10\.0\.3\.5:5000\/pause:3\.10'/,
+    );
+  });
+
+  it("preloads from the archive with no registry: a tarball, a copy per SSH node, an import per node", async function () {
+    // The archive the stack names, holding every image of its set (tiny stand-in images).
+    const { config } = readStackFile(path.join(root, "Pulumi.preload-archive.yaml"));
+    pulumi.runtime.setAllConfig({ ...config, ...offline });
+    const names = imageSetForStack(loadStackConfig(), "airgap-conformance").images.map(
+      (image) => image.canonical,
+    );
+    const archive = scratchDir("preload-archive-");
+    const digests = writeLayout(
+      archive,
+      names.map((name) => ({
+        name,
+        platforms: [{ platform: "linux/amd64", layers: [bytesOf(name, 64)] }],
+      })),
+    );
+    const { outputs, registered } = await evaluateStack("Pulumi.preload-archive.yaml", {
+      "airgap-conformance:imagesArchiveDirectory": archive,
+    });
+    const custom = registered.filter((r) => r.custom);
+    assert.deepEqual(
+      custom.filter((r) => r.type.startsWith("docker:") || r.type.includes("MirroredImage")),
+      [],
+      "no registry, no image copy",
+    );
+    assert.equal(outputs.imageMapping, undefined);
+    assert.equal(outputs.nodeFiles, undefined, "no node registry configuration without a mirror");
+    // One tarball, built from the archive at the digests its lock pins.
+    const tarball = only(
+      registered.filter((r) => r.type === "pulumi-nodejs:dynamic/nodes:PreloadTarball"),
+      "pulumi-nodejs:dynamic/nodes:PreloadTarball",
+    );
+    assert.equal(tarball.name, "preload-tarball");
+    assert.equal(tarball.inputs.archiveDirectory, archive);
+    assert.equal(tarball.inputs.platform, "linux/amd64");
+    assert.deepEqual(
+      tarball.inputs.images,
+      names.map((source) => ({ source, digest: digests[source] })),
+    );
+    assert.match(String(tarball.inputs.outputDirectory), /\/\.airgap-conformance\/preload\/test$/);
+    const sha256 = createHash("sha256")
+      .update(JSON.stringify({ ...tarball.inputs }))
+      .digest("hex");
+    const preload = registered.filter((r) => r.parent.endsWith("NodeImagePreload::preload"));
+    assert.deepEqual(preload.map((r) => `${r.type} ${r.name}`).sort(), [
+      "command:remote:Command preload-k3s-server",
+      "command:remote:Command preload-worker-1",
+      "command:remote:CopyToRemote preload-k3s-server-tarball",
+      "command:remote:CopyToRemote preload-worker-1-tarball",
+      "pulumi-nodejs:dynamic/nodes:PreloadTarball preload-tarball",
+    ]);
+    for (const node of ["k3s-server", "worker-1"]) {
+      const copy = preload.find((r) => r.name === `preload-${node}-tarball`)!;
+      const run = preload.find((r) => r.name === `preload-${node}`)!;
+      assert.ok(copy.dependencies.some((urn) => urn.endsWith("::preload-tarball")));
+      assert.equal(
+        copy.inputs.remotePath,
+        `/var/tmp/airgap-conformance-preload/images-${sha256.slice(0, 16)}.tar`,
+      );
+      assert.deepEqual(copy.inputs.triggers, [sha256], "a new tarball is copied again");
+      assert.ok(
+        copy.secretPaths.some((p) => p.startsWith("connection")),
+        "the SSH key stays secret",
+      );
+      assert.ok(run.dependencies.some((urn) => urn.endsWith("::preload-" + node + "-tarball")));
+      assert.deepEqual(run.inputs.triggers, [sha256], "a new tarball replaces the import");
+      assert.ok(run.deleteBeforeReplace, "the old names go before the new import");
+      assert.ok(run.secretPaths.some((p) => p.startsWith("connection")));
+      const script = String(run.inputs.stdin);
+      assert.ok(!script.includes("stack-key"), "no secret in the script");
+      for (const name of names) assert.ok(script.includes(`remember '${name}'`), name);
+      assert.match(script, new RegExp(`sha256='${sha256}'`));
+    }
+    const k3s = preload.find((r) => r.name === "preload-k3s-server")!;
+    assert.equal(k3s.inputs.create, "sudo -n sh -s apply");
+    assert.match(
+      String(k3s.inputs.stdin),
+      /\/var\/lib\/rancher\/k3s\/agent\/images\/airgap-conformance-preload\.tar/,
+    );
+    const worker = preload.find((r) => r.name === "preload-worker-1")!;
+    assert.equal(worker.inputs.create, "sh -s apply");
+    assert.match(String(worker.inputs.stdin), /ctr="ctr -n k8s\.io"/);
+
+    // docker exec nodes: docker cp into the node, then the same script.
+    const { registered: exec } = await evaluateStack("Pulumi.preload-archive.yaml", {
+      "airgap-conformance:imagesArchiveDirectory": archive,
+      "airgap-conformance:nodes": JSON.stringify(["docker://kind-worker?runtime=containerd"]),
+      "airgap-conformance:nodesSshHostKeys": "[]",
+    });
+    const local = only(
+      exec.filter(
+        (r) => r.parent.endsWith("NodeImagePreload::preload") && !r.type.includes("PreloadTarball"),
+      ),
+      "command:local:Command",
+    );
+    assert.match(
+      String(local.inputs.create),
+      /^docker exec 'kind-worker' mkdir -p '\/var\/tmp\/airgap-conformance-preload' && docker cp '.*\/preload-[0-9a-f]{16}\.tar' 'kind-worker':'\/var\/tmp\/airgap-conformance-preload\/images-[0-9a-f]{16}\.tar' && docker exec -i 'kind-worker' sh -s apply$/,
+    );
+    assert.equal(local.inputs.delete, "docker exec -i 'kind-worker' sh -s delete");
+    assert.equal((local.inputs.triggers as string[]).length, 1);
+  });
+
+  it("refuses an archive preload whose archive lacks an image of the set, naming the key and the image", function () {
+    const archive = scratchDir("preload-archive-");
+    writeLayout(archive, [
+      {
+        name: "registry.k8s.io/pause:3.10",
+        platforms: [{ platform: "linux/amd64", layers: [bytesOf("p", 8)] }],
+      },
+    ]);
+    const { config } = readStackFile(path.join(root, "Pulumi.preload-archive.yaml"));
+    useConfig({
+      ...config,
+      ...offline,
+      "airgap-conformance:imagesArchiveDirectory": archive,
+      "airgap-conformance:nodesSshPrivateKey": "key",
+    });
+    assert.throws(
+      () => defineProgram(loadStackConfig(), "airgap-conformance"),
+      /config airgap-conformance:imagesArchiveDirectory: got ".*"; allowed: an archive holding every image to preload; registry\.k8s\.io\/build-image\/distroless-iptables:v0\.5\.6 is not in its images\.lock\.json \(export it on the connected side/,
     );
   });
 

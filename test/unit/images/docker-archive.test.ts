@@ -22,7 +22,7 @@ async function readTar(bytes: Buffer) {
   const done = new Promise<void>((resolve, reject) => {
     reader.on("entry", (header, stream, next) => {
       const chunks: Buffer[] = [];
-      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("data", (chunk: unknown) => chunks.push(chunk as Buffer));
       stream.on("end", () => {
         members.push({
           name: header.name,

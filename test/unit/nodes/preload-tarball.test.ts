@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { extract } from "tar-stream";
 import { writePreloadTarball } from "../../../components/nodes/actions/preload-tarball";
+import {
+  preloadTarballRuntime,
+  type PreloadTarballOutputs,
+} from "../../../components/nodes/preload-runtime";
 import { scratchDir } from "../../scratch";
 import { bytesOf, writeLayout } from "../mirror/oci-layout";
 
@@ -13,7 +17,7 @@ async function tarMembers(file: string): Promise<Map<string, Buffer>> {
   const done = new Promise<void>((resolve, reject) => {
     reader.on("entry", (header, stream, next) => {
       const chunks: Buffer[] = [];
-      stream.on("data", (chunk: Buffer) => chunks.push(chunk));
+      stream.on("data", (chunk: unknown) => chunks.push(chunk as Buffer));
       stream.on("end", () => {
         members.set(header.name, Buffer.concat(chunks));
         next();
@@ -153,5 +157,47 @@ describe("preload tarball from an archive (writePreloadTarball)", function () {
       [pinned],
     );
     assert.match(written.skipped[0].reason, /digest alone/);
+  });
+
+  it("the provider: no change while the archive and the file are the same, a new file when the archive changes", async function () {
+    const { directory, images } = archive();
+    const inputs = {
+      archiveDirectory: directory,
+      images,
+      platform: "linux/amd64",
+      outputDirectory: scratchDir("preload-out-"),
+    };
+    const created = await preloadTarballRuntime.create(inputs);
+    const outs = created.outs as PreloadTarballOutputs;
+    assert.ok(existsSync(outs.file));
+    const unchanged = await preloadTarballRuntime.diff!(created.id, outs, inputs);
+    assert.equal(unchanged.changes, false, "a preview shows no change");
+    // Another digest in the lock (the archive was exported again): an update, a new file.
+    const other = archive();
+    const changedInputs = {
+      ...inputs,
+      archiveDirectory: other.directory,
+      images: other.images.slice(1),
+    };
+    assert.equal(
+      (await preloadTarballRuntime.diff!(created.id, outs, changedInputs)).changes,
+      true,
+    );
+    const updated = await preloadTarballRuntime.update!(created.id, outs, changedInputs);
+    const newOuts = updated.outs as PreloadTarballOutputs;
+    assert.notEqual(newOuts.sha256, outs.sha256);
+    assert.ok(existsSync(newOuts.file) && !existsSync(outs.file), "the old tarball is removed");
+    // The file gone from this machine: the next up writes it again (same bytes, same name).
+    rmSync(newOuts.file);
+    assert.equal(
+      (await preloadTarballRuntime.diff!(created.id, newOuts, changedInputs)).changes,
+      true,
+    );
+    const again = (await preloadTarballRuntime.update!(created.id, newOuts, changedInputs))
+      .outs as PreloadTarballOutputs;
+    assert.equal(again.sha256, newOuts.sha256);
+    assert.equal(again.file, newOuts.file);
+    await preloadTarballRuntime.delete!(created.id, again);
+    assert.ok(!existsSync(again.file));
   });
 });
