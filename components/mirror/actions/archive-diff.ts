@@ -38,6 +38,12 @@ interface Descriptor {
   annotations?: Record<string, string>;
 }
 
+export interface RequiredBlob {
+  digest: string;
+  image: string;
+  heldBy?: string[];
+}
+
 export interface DifferentialManifest {
   differentialVersion: 1;
   /** sha256 of the other side's lock file the differential was made against. */
@@ -46,14 +52,18 @@ export interface DifferentialManifest {
   images: LockedImage[];
   /** Images the other side keeps as they are. */
   unchanged: string[];
-  /** Blobs the carried images use but the differential leaves out: the other side has them. */
-  requiredBlobs: { digest: string; image: string }[];
+  /**
+   * Blobs the carried images use but the differential leaves out: the other side has them.
+   * `image` is the first carried image that needs the blob; `heldBy` names the images the other
+   * side keeps that hold it (where an apply onto a mirror mounts it from).
+   */
+  requiredBlobs: RequiredBlob[];
   /** Blobs carried, and their bytes. */
   blobCount: number;
   blobBytes: number;
 }
 
-function blobFile(directory: string, digest: string): string {
+export function blobFile(directory: string, digest: string): string {
   const [algorithm, hex] = digest.split(":");
   if (algorithm !== "sha256" || !/^[0-9a-f]{64}$/.test(hex ?? "")) {
     throw new ArchiveError(`unsupported or malformed digest '${digest}'`);
@@ -87,7 +97,7 @@ function blobsOf(directory: string, digest: string): Map<string, number> {
   return blobs;
 }
 
-function readIndex(directory: string): { schemaVersion?: number; manifests: Descriptor[] } {
+export function readIndex(directory: string): { schemaVersion?: number; manifests: Descriptor[] } {
   const file = path.join(directory, "index.json");
   if (!existsSync(file))
     throw new ArchiveError(`${directory} is not an OCI image layout (no index.json)`);
@@ -117,9 +127,15 @@ export function writeDifferentialArchive(
   const carried = full.images.filter((image) => !theirs.has(`${image.source}@${image.digest}`));
   const unchanged = full.images.filter((image) => theirs.has(`${image.source}@${image.digest}`));
 
-  const held = new Set<string>();
-  for (const image of unchanged)
-    for (const digest of blobsOf(fullArchive, image.digest).keys()) held.add(digest);
+  // Blob -> the kept images holding it, by name: the mirror's repositories of those images.
+  const held = new Map<string, string[]>();
+  for (const image of unchanged) {
+    for (const digest of blobsOf(fullArchive, image.digest).keys()) {
+      const holders = held.get(digest) ?? [];
+      if (!holders.includes(image.source)) holders.push(image.source);
+      held.set(digest, holders);
+    }
+  }
 
   mkdirSync(out, { recursive: true });
   if (readdirSync(out).length > 0) {
@@ -159,12 +175,31 @@ export function writeDifferentialArchive(
     baseLockSha256: createHash("sha256").update(otherText).digest("hex"),
     images: lockDocument(carried).images,
     unchanged: unchanged.map((image) => image.source),
-    requiredBlobs: [...required].map(([digest, image]) => ({ digest, image })),
+    requiredBlobs: [...required].map(([digest, image]) => ({
+      digest,
+      image,
+      heldBy: [...held.get(digest)!].sort(),
+    })),
     blobCount: written.size,
     blobBytes: [...written.values()].reduce((sum, size) => sum + size, 0),
   };
   // Written last: a differential without it is incomplete and is refused.
   writeAtomically(path.join(out, differentialFileName), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
+/** Reads differential.json; refuses a directory without it (a differential cut short). */
+export function readDifferentialManifest(differential: string): DifferentialManifest {
+  const manifestFile = path.join(differential, differentialFileName);
+  if (!existsSync(manifestFile)) {
+    throw new ArchiveError(
+      `${differential} has no ${differentialFileName}; it is not a complete differential archive`,
+    );
+  }
+  const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as DifferentialManifest;
+  if (manifest.differentialVersion !== 1) {
+    throw new ArchiveError(`${manifestFile}: not a differential archive of this tool`);
+  }
   return manifest;
 }
 
@@ -178,16 +213,7 @@ export function applyDifferentialArchive(
   differential: string,
   archive: string,
 ): DifferentialManifest {
-  const manifestFile = path.join(differential, differentialFileName);
-  if (!existsSync(manifestFile)) {
-    throw new ArchiveError(
-      `${differential} has no ${differentialFileName}; it is not a complete differential archive`,
-    );
-  }
-  const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as DifferentialManifest;
-  if (manifest.differentialVersion !== 1) {
-    throw new ArchiveError(`${manifestFile}: not a differential archive of this tool`);
-  }
+  const manifest = readDifferentialManifest(differential);
   const baseLock = readLock(archive);
   for (const blob of manifest.requiredBlobs) {
     if (!existsSync(blobFile(archive, blob.digest))) {
