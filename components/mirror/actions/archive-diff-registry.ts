@@ -80,7 +80,9 @@ class LeftOutManifestMissing extends Error {
     readonly digest: string,
     readonly lookedIn: string[],
   ) {
-    super(`manifest ${digest} is neither in the differential archive nor in ${lookedIn.join(", ")}`);
+    super(
+      `manifest ${digest} is neither in the differential archive nor in ${lookedIn.join(", ")}`,
+    );
   }
 }
 
