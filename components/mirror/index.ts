@@ -1,6 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { renderRepoList } from "../../core/images/repo-list";
-import { readLock, type LockDocument } from "./actions/archive";
+import { type LockDocument } from "./actions/archive";
+import { readImportLock } from "./actions/archive-diff";
 import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
 import { archiveLockProvider, mirroredImageProvider } from "./provider";
 import type { CopyLocation } from "./actions/skopeo";
@@ -112,7 +113,8 @@ export class ImageMirror extends pulumi.ComponentResource {
     super("airgap:mirror:ImageMirror", name, {}, opts);
 
     const source = args.source ?? { kind: "upstream" };
-    const lock = args.lock ?? (source.kind === "archive" ? readLock(source.directory) : undefined);
+    const lock =
+      args.lock ?? (source.kind === "archive" ? readImportLock(source.directory) : undefined);
     const plan = planImageCopies({
       images: args.images,
       source,

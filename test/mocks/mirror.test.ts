@@ -262,6 +262,12 @@ describe("ImageMirror (mocks)", function () {
 
   describe("bad input fails before anything is created", function () {
     const archiveWithoutLock = scratchDir("no-lock-");
+    // A differential archive: a lock of what changed, and differential.json beside it.
+    const differential = scratchDir("differential-");
+    writeLock(differential, [
+      { source: "registry.k8s.io/pause:3.10", digest: `sha256:${"b".repeat(64)}` },
+    ]);
+    writeFileSync(path.join(differential, "differential.json"), "{}");
     const cases: Array<[string, ImageMirrorArgs, RegExp]> = [
       [
         "a malformed reference",
@@ -282,6 +288,11 @@ describe("ImageMirror (mocks)", function () {
         "an archive without a lock",
         registryArgs(images, { source: { kind: "archive", directory: archiveWithoutLock } }),
         /has no images\.lock\.json/,
+      ],
+      [
+        "a differential archive (it holds only what changed)",
+        registryArgs(images, { source: { kind: "archive", directory: differential } }),
+        /is a differential archive \(it has differential\.json\).*archive-apply .* --onto ARCHIVE_DIR.*--onto-registry https:\/\/HOST:PORT/,
       ],
       [
         "retries out of range",

@@ -17,6 +17,7 @@ import {
   parseLock,
   readLock,
   renderLock,
+  type LockDocument,
   type LockedImage,
 } from "./archive";
 
@@ -186,6 +187,21 @@ export function writeDifferentialArchive(
   // Written last: a differential without it is incomplete and is refused.
   writeAtomically(path.join(out, differentialFileName), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;
+}
+
+/**
+ * The lock of an archive a stack imports. A differential archive holds only what changed, so it
+ * is refused with what to do instead: apply it onto the full archive, or onto the mirror.
+ */
+export function readImportLock(directory: string): LockDocument {
+  if (existsSync(path.join(directory, differentialFileName))) {
+    throw new ArchiveError(
+      `${directory} is a differential archive (it has ${differentialFileName}): it holds only the images and blobs that changed. ` +
+        `Apply it with \`archive-apply ${directory} --onto ARCHIVE_DIR\` onto the archive it was made against and import that, ` +
+        `or straight onto the mirror with \`archive-apply ${directory} --onto-registry https://HOST:PORT\``,
+    );
+  }
+  return readLock(directory);
 }
 
 /** Reads differential.json; refuses a directory without it (a differential cut short). */
