@@ -24,6 +24,7 @@ import {
   type Toleration,
   type Verdict,
 } from "../../core/conformance";
+import { withoutPropertyStackTraces } from "../../core/runtime/stack-traces";
 import { detectKubernetesVersion } from "./detect-version";
 
 export {
@@ -282,7 +283,9 @@ export class ConformanceRun extends pulumi.ComponentResource {
     const plan = this.planRun(name, args, settings);
     // Actions and objects in the order they run: preflight, the objects with the pod last, the run.
     const preflight = this.declarePreflight(name, args, plan, settings, opts);
-    const objects = this.declareObjects(name, args, plan, settings, preflight);
+    const objects = withoutPropertyStackTraces(() =>
+      this.declareObjects(name, args, plan, settings, preflight),
+    );
     const run = this.declareRun(name, args, plan, settings, objects);
     const outputs = runOutputs(plan, objects, run);
 

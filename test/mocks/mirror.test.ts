@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { ImageMirror, type ImageMirrorArgs } from "../../components/mirror";
 import { writeLock } from "../../components/mirror/actions/archive";
 import { planImageCopies } from "../../components/mirror/plan";
+import { mirroredImageProviderModule } from "../../components/mirror/provider";
 import { renderRepoList } from "../../core/images/repo-list";
 import { scratchDir } from "../scratch";
 
@@ -85,11 +86,10 @@ describe("ImageMirror (mocks)", function () {
         assert.equal(resource.inputs.mirrorReference, copy.mirrorReference);
         assert.deepEqual(resource.secretPaths, ["credentials"]);
         assert.deepEqual(resource.additionalSecretOutputs, ["credentials"]);
-        assert.equal(
-          typeof resource.inputs.__provider,
-          "string",
-          "the serialised provider travels along",
-        );
+        // The provider module travels along, the same text for every image and every run (the
+        // integration tests load it the way the engine's dynamic provider host does).
+        assert.equal(resource.inputs.__provider, mirroredImageProviderModule);
+        assert.match(mirroredImageProviderModule, /^exports\.handler = /m);
         const expected = copy.source.startsWith("docker.io/")
           ? { fromPassword: "hub-secret-pw", toPassword: "mirror-secret-pw" }
           : { toPassword: "mirror-secret-pw" };
