@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import { mirrorPasswordVariable, runArchiveCli } from "../../cli/airgap";
 import { readLock, writeLock, type LockedImage } from "../../components/mirror/actions/archive";
@@ -196,6 +196,40 @@ describe("a differential archive applied straight onto a mirror registry (TLS + 
         for (const hex of blobHexes(diff)) {
           assert.equal(await client.hasBlob(repository, `sha256:${hex}`), false, repository);
         }
+      }
+    } finally {
+      client.close();
+    }
+  });
+
+  it("refuses a differential with a tampered blob before anything is written", async function () {
+    const diff = path.join(scratchDir("diff-mirror-tampered-", labDir), "diff");
+    const manifest = writeDifferentialArchive(
+      archiveB,
+      path.join(archiveA, "images.lock.json"),
+      diff,
+    );
+    const victim = path.join(diff, "blobs", "sha256", agnhostLayer.digest.slice("sha256:".length));
+    const bytes = readFileSync(victim);
+    bytes[bytes.length - 1] ^= 0xff;
+    writeFileSync(victim, bytes);
+    const carried = manifest.images.map((image) => image.source);
+    const before = await tagsNow(carried);
+    const result = await runArchiveCli(
+      ["archive-apply", diff, ...cliAccess()],
+      () => undefined,
+      cliEnv(),
+    );
+    assert.equal(result.code, 1);
+    assert.match(
+      result.stderr,
+      new RegExp(`blob ${agnhostLayer.digest} is corrupt or tampered with .*nothing was written`),
+    );
+    assert.deepEqual(await tagsNow(carried), before);
+    const client = new RegistryClient(access);
+    try {
+      for (const hex of blobHexes(diff)) {
+        assert.equal(await client.hasBlob("dockerhub/library/nginx", `sha256:${hex}`), false);
       }
     } finally {
       client.close();

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { mirrorPathFor } from "../../../core/images/mapping";
 import { parseImageReference } from "../../../core/images/reference";
@@ -271,6 +272,7 @@ export async function applyDifferentialToRegistry(
     differential,
     needs.flatMap((image) => image.blobs),
   );
+  await verifyCarriedBlobs(differential, needs, carried);
   const present = await findLeftOutBlobs(mirror, needs, carried, leftOut);
   const push = planDifferentialPush({ images: needs, carried, leftOut, present });
   missing.push(...push.missing);
@@ -323,6 +325,34 @@ export async function applyDifferentialToRegistry(
     })),
     stats,
   };
+}
+
+/**
+ * Hashes every blob the differential carries before the mirror is written to: a corrupt copy
+ * is refused by name, not found half-way through (the copier checks the bytes again as it sends them).
+ */
+async function verifyCarriedBlobs(
+  directory: string,
+  images: readonly CarriedImageNeeds[],
+  carried: ReadonlySet<string>,
+): Promise<void> {
+  const checked = new Set<string>();
+  for (const image of images) {
+    for (const digest of image.blobs) {
+      if (!carried.has(digest) || checked.has(digest)) continue;
+      const hash = createHash("sha256");
+      for await (const chunk of createReadStream(blobFile(directory, digest))) {
+        hash.update(chunk as Buffer);
+      }
+      const actual = `sha256:${hash.digest("hex")}`;
+      if (actual !== digest) {
+        throw new ArchiveError(
+          `${image.source}: blob ${digest} is corrupt or tampered with (its content hashes to ${actual}); copy the differential archive again, or make it again; nothing was written`,
+        );
+      }
+      checked.add(digest);
+    }
+  }
 }
 
 /**
