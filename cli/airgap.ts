@@ -37,6 +37,8 @@ import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/act
 import { parseTransportReference } from "../core/images/e2e-images";
 import { RegistryArgsError, resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
+import { MirrorMappingError, mirrorPathPrefixFor } from "../core/images/mapping";
+import { DOCKER_HUB_REGISTRY } from "../core/images/reference";
 import {
   basicAuthorization,
   nodeScriptFileName,
@@ -626,6 +628,17 @@ export function upstreamPrefixesFromFlags(values: readonly string[]): Record<str
       );
     }
     prefixes[match[1]] = match[2];
+  }
+  try {
+    // The mapping's own validation: the same prefixes a stack's upstreamPrefixes accepts.
+    mirrorPathPrefixFor(DOCKER_HUB_REGISTRY, {
+      mirrorHost: "mirror.invalid:5000",
+      upstreamPrefixes: prefixes,
+    });
+  } catch (error) {
+    if (error instanceof MirrorMappingError)
+      throw new CliArgumentError(`--upstream-prefix: ${error.message}`);
+    throw error;
   }
   return prefixes;
 }

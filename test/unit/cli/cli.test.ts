@@ -517,5 +517,9 @@ describe("offline CLI: archive-apply --onto-registry", function () {
       "quay.io": "quay",
     });
     assert.throws(() => upstreamPrefixesFromFlags(["docker.io"]), /give REGISTRY=PREFIX/);
+    assert.throws(
+      () => upstreamPrefixesFromFlags(["docker.io=Docker_Hub"]),
+      /^CliArgumentError: --upstream-prefix: invalid upstreamPrefixes\["docker\.io"\] = "Docker_Hub": a prefix is one or more lowercase path components/,
+    );
   });
 });
