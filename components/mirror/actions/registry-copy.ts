@@ -31,7 +31,8 @@ import {
  * blob is read once and streamed into the mirror, and a blob this process already pushed into
  * another repository of the mirror is mounted there (no bytes move). Every image of a stack is
  * created in the same provider process, so connections, tokens and pushed blobs are shared.
- * The tag is written last: a failed copy leaves no tag pointing at a partial image.
+ * The tag is written last: a failed copy leaves no tag pointing at a partial image. The same
+ * copier pushes an image read from an OCI layout (a differential archive applied onto a mirror).
  */
 
 /** What a copy moved; summed over copies when the same object is passed to each. */
