@@ -23,6 +23,8 @@ import {
   applyDifferentialArchive,
   writeDifferentialArchive,
 } from "../components/mirror/actions/archive-diff";
+import { applyDifferentialToRegistry } from "../components/mirror/actions/archive-diff-registry";
+import type { RegistryAccess } from "../components/mirror/actions/registry-client";
 import {
   humanBytes,
   measureArchive,
@@ -35,6 +37,8 @@ import { defaultE2eImagesCache, deriveE2eImages } from "../components/mirror/act
 import { parseTransportReference } from "../core/images/e2e-images";
 import { RegistryArgsError, resolveRegistrySettings } from "../components/registry/spec";
 import { renderRepoList } from "../core/images/repo-list";
+import { MirrorMappingError, mirrorPathPrefixFor } from "../core/images/mapping";
+import { DOCKER_HUB_REGISTRY } from "../core/images/reference";
 import {
   basicAuthorization,
   nodeScriptFileName,
@@ -56,6 +60,9 @@ import {
 import { imageSetForStack, upstreamsForStack, withImageConfigKeys } from "../infra/images";
 import { loadProjectSchema, projectFile } from "../infra/schema";
 import { readStackFile } from "../infra/stack-file";
+
+/** Where archive-apply --onto-registry reads the mirror's password (never from argv). */
+export const mirrorPasswordVariable = "AIRGAP_MIRROR_PASSWORD";
 
 /** What each subcommand does and prints; `airgap <command> --help` shows one. */
 export const commandHelp: Record<string, string> = {
@@ -113,9 +120,25 @@ archive's lock are checked before the archive is usable.`,
 Writes only what the other side lacks: the images and blobs of ARCHIVE_DIR that are not in
 OTHER_SIDE_LOCK (the images.lock.json of the archive or mirror across the gap).`,
   "archive-apply": `airgap archive-apply DIFF_DIR --onto ARCHIVE_DIR
+airgap archive-apply DIFF_DIR --onto-registry (https|http)://HOST[:PORT] [--ca-file PEM]
+                     [--insecure] [--username USER [--password-file FILE]]
+                     [--upstream-prefix REGISTRY=PREFIX ...]
 
 Applies a differential archive on top of the existing archive it was made against; every new
-image is checked.`,
+image is checked.
+
+With --onto-registry: applies it straight onto the mirror registry that holds the images of the
+lock it was made against. Carried blobs are pushed; blobs it left out must be in the mirror
+(in the image's repository, or mounted from the repository of an image the mirror keeps),
+otherwise nothing is written. Manifests are pushed by digest and the tags written last; then
+every carried image is checked to be served at its lock digest.
+  https://...       TLS verified against the system CAs, or --ca-file PEM
+  --insecure        https without verifying the certificate
+  http://...        a plain-HTTP registry
+  --username USER   the password from the environment variable ${mirrorPasswordVariable}
+                    or --password-file FILE (never on the command line)
+  --upstream-prefix the mirror's path prefix for an upstream registry, as the stack's
+                    upstreamPrefixes (repeat per registry)`,
 };
 
 const usage = `usage: airgap <command> (--stack NAME | --file PATH) [--out DIR] [--json]
@@ -136,7 +159,7 @@ commands:
   archive-split  cut an archive into parts of at most --max-part-size, with checksums
   archive-join   reassemble and verify parts
   archive-diff   write only what the other side's images.lock.json lacks
-  archive-apply  apply a differential archive onto an existing archive
+  archive-apply  apply a differential archive onto an existing archive or mirror registry
 
 options:
   --stack NAME   read Pulumi.NAME.yaml next to Pulumi.yaml
@@ -505,6 +528,121 @@ export async function runConformanceImageCli(argv: string[]): Promise<CliResult>
   }
 }
 
+/** A command-line argument the user got wrong: the message names it and says what is allowed. */
+export class CliArgumentError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "CliArgumentError";
+  }
+}
+
+export interface RegistryFlags {
+  "onto-registry"?: string;
+  "ca-file"?: string;
+  insecure?: boolean;
+  username?: string;
+  "password-file"?: string;
+  password?: string;
+}
+
+/**
+ * How archive-apply reaches the mirror, from its flags and the environment: TLS verified unless
+ * --insecure or an http:// URL says otherwise; the password only from the environment or a file.
+ */
+export function registryAccessFromFlags(
+  flags: RegistryFlags,
+  env: NodeJS.ProcessEnv,
+): RegistryAccess {
+  if (flags.password !== undefined) {
+    throw new CliArgumentError(
+      `--password is not accepted: every user of the machine can read a command line; give the password in ${mirrorPasswordVariable} or --password-file FILE`,
+    );
+  }
+  const url = /^(https?):\/\/([^/?#@\s]+)\/?$/.exec(flags["onto-registry"] ?? "");
+  if (!url) {
+    throw new CliArgumentError(
+      `--onto-registry '${flags["onto-registry"]}': give the mirror as https://HOST[:PORT] (TLS verified; --ca-file for a private CA, --insecure to skip verification) or http://HOST[:PORT] for a plain-HTTP registry`,
+    );
+  }
+  const scheme = url[1] as "http" | "https";
+  const host = url[2];
+  if (scheme === "http" && (flags.insecure || flags["ca-file"])) {
+    throw new CliArgumentError(
+      `--onto-registry http://${host} is plain HTTP: --insecure and --ca-file apply to https:// only`,
+    );
+  }
+  if (flags.insecure && flags["ca-file"]) {
+    throw new CliArgumentError(
+      "--insecure skips certificate verification and --ca-file verifies against a CA: give one",
+    );
+  }
+  const caFile = flags["ca-file"];
+  if (caFile !== undefined) {
+    try {
+      readFileSync(caFile);
+    } catch (error) {
+      throw new CliArgumentError(
+        `--ca-file ${caFile}: a readable PEM file with the CA that signed the mirror's certificate (${(error as Error).message})`,
+      );
+    }
+  }
+  const access: RegistryAccess = {
+    host,
+    scheme,
+    ...(caFile !== undefined ? { caFile } : {}),
+    ...(flags.insecure ? { insecureSkipVerify: true } : {}),
+  };
+  const passwordFile = flags["password-file"];
+  if (flags.username === undefined) {
+    if (passwordFile !== undefined) {
+      throw new CliArgumentError("--password-file needs --username USER");
+    }
+    return access;
+  }
+  let password = env[mirrorPasswordVariable];
+  if (passwordFile !== undefined) {
+    try {
+      password = readFileSync(passwordFile, "utf8").split(/\r?\n/, 1)[0];
+    } catch (error) {
+      throw new CliArgumentError(
+        `--password-file ${passwordFile}: a readable file whose first line is the password (${(error as Error).message})`,
+      );
+    }
+  }
+  if (!password) {
+    throw new CliArgumentError(
+      `--username ${flags.username} needs a password: set ${mirrorPasswordVariable} or give --password-file FILE`,
+    );
+  }
+  return { ...access, username: flags.username, password };
+}
+
+/** --upstream-prefix REGISTRY=PREFIX values as the mapping's upstreamPrefixes. */
+export function upstreamPrefixesFromFlags(values: readonly string[]): Record<string, string> {
+  const prefixes: Record<string, string> = {};
+  for (const value of values) {
+    const match = /^([^=\s]+)=([^=\s]+)$/.exec(value);
+    if (!match) {
+      throw new CliArgumentError(
+        `--upstream-prefix '${value}': give REGISTRY=PREFIX, e.g. docker.io=dockerhub`,
+      );
+    }
+    prefixes[match[1]] = match[2];
+  }
+  try {
+    // The mapping's own validation: the same prefixes a stack's upstreamPrefixes accepts.
+    mirrorPathPrefixFor(DOCKER_HUB_REGISTRY, {
+      mirrorHost: "mirror.invalid:5000",
+      upstreamPrefixes: prefixes,
+    });
+  } catch (error) {
+    if (error instanceof MirrorMappingError)
+      throw new CliArgumentError(`--upstream-prefix: ${error.message}`);
+    throw error;
+  }
+  return prefixes;
+}
+
 /**
  * The archive commands: the size report of an archive; cutting it into parts of at most a size
  * (the report is printed first, before any part is written); joining parts back with every
@@ -513,6 +651,7 @@ export async function runConformanceImageCli(argv: string[]): Promise<CliResult>
 export async function runArchiveCli(
   argv: string[],
   print: (text: string) => void = (text) => process.stdout.write(text),
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<CliResult> {
   const help = commandHelp[argv[0] ?? ""] ?? usage;
   let parsed;
@@ -525,6 +664,13 @@ export async function runArchiveCli(
         "max-part-size": { type: "string" },
         against: { type: "string" },
         onto: { type: "string" },
+        "onto-registry": { type: "string" },
+        "ca-file": { type: "string" },
+        insecure: { type: "boolean" },
+        username: { type: "string" },
+        "password-file": { type: "string" },
+        password: { type: "string" },
+        "upstream-prefix": { type: "string", multiple: true },
         json: { type: "boolean" },
       },
     });
@@ -535,12 +681,13 @@ export async function runArchiveCli(
   const { out, json } = parsed.values;
   const maxPartSize = parsed.values["max-part-size"];
   const { against, onto } = parsed.values;
+  const ontoRegistry = parsed.values["onto-registry"];
   const needsOut = ["archive-split", "archive-join", "archive-diff"].includes(command ?? "");
   if (
     !directory ||
     (needsOut && !out) ||
     (command === "archive-diff" && !against) ||
-    (command === "archive-apply" && !onto)
+    (command === "archive-apply" && (onto === undefined) === (ontoRegistry === undefined))
   ) {
     return { code: 2, stdout: "", stderr: `${help}\n` };
   }
@@ -583,6 +730,24 @@ export async function runArchiveCli(
         stderr: "",
       };
     }
+    if (command === "archive-apply" && ontoRegistry !== undefined) {
+      const access = registryAccessFromFlags(parsed.values, env);
+      const result = await applyDifferentialToRegistry(directory, {
+        access,
+        upstreamPrefixes: upstreamPrefixesFromFlags(parsed.values["upstream-prefix"] ?? []),
+        onRetry: (retry) =>
+          print(`retry ${retry.attempt}/${retry.of} in ${retry.delayMs} ms: ${retry.reason}\n`),
+      });
+      const { stats } = result;
+      return {
+        code: 0,
+        stdout:
+          `applied ${result.images.length} images onto ${access.host}: ${stats.blobsUploaded} blobs pushed (${humanBytes(stats.bytesUploaded)}), ` +
+          `${stats.blobsMounted} mounted, ${stats.blobsPresent} already there, ${stats.manifestsPushed} manifests; ` +
+          `every carried image is served at its lock digest\n`,
+        stderr: "",
+      };
+    }
     if (command === "archive-apply") {
       const manifest = applyDifferentialArchive(directory, onto!);
       return {
@@ -593,7 +758,8 @@ export async function runArchiveCli(
     }
     return { code: 2, stdout: "", stderr: `${help}\n` };
   } catch (error) {
-    return { code: 1, stdout: "", stderr: `${(error as Error).message}\n` };
+    const code = error instanceof CliArgumentError ? 2 : 1;
+    return { code, stdout: "", stderr: `${(error as Error).message}\n` };
   }
 }
 

@@ -24,6 +24,7 @@ import {
   type Toleration,
   type Verdict,
 } from "../../core/conformance";
+import { withoutPropertyStackTraces } from "../../core/runtime/stack-traces";
 import { detectKubernetesVersion } from "./detect-version";
 
 export {
@@ -281,9 +282,11 @@ export class ConformanceRun extends pulumi.ComponentResource {
     const settings = resolveSettings(args);
     const plan = this.planRun(name, args, settings);
     // Actions and objects in the order they run: preflight, the objects with the pod last, the run.
-    const preflight = this.declarePreflight(name, args, plan, settings, opts);
-    const objects = this.declareObjects(name, args, plan, settings, preflight);
-    const run = this.declareRun(name, args, plan, settings, objects);
+    const { objects, run } = withoutPropertyStackTraces(() => {
+      const preflight = this.declarePreflight(name, args, plan, settings, opts);
+      const objects = this.declareObjects(name, args, plan, settings, preflight);
+      return { objects, run: this.declareRun(name, args, plan, settings, objects) };
+    });
     const outputs = runOutputs(plan, objects, run);
 
     this.verdict = outputs.verdict;

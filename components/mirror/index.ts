@@ -1,8 +1,10 @@
 import * as pulumi from "@pulumi/pulumi";
 import { renderRepoList } from "../../core/images/repo-list";
-import { readLock, type LockDocument } from "./actions/archive";
+import { withoutPropertyStackTraces } from "../../core/runtime/stack-traces";
+import { type LockDocument } from "./actions/archive";
+import { readImportLock } from "./actions/archive-diff";
 import { planImageCopies, type ImageDestination, type ImageSource } from "./plan";
-import { archiveLockProvider, mirroredImageProvider } from "./provider";
+import { archiveLockProviderModule, mirroredImageProviderModule } from "./provider";
 import type { CopyLocation } from "./actions/skopeo";
 import {
   planTransfer,
@@ -58,8 +60,12 @@ function withAccessPassword(
     : { ...location, access: { ...location.access, password } };
 }
 
-/** A dynamic resource per image, so previews list exactly which images are added or removed. */
-class MirroredImage extends pulumi.dynamic.Resource {
+/**
+ * A dynamic resource per image, so previews list exactly which images are added or removed.
+ * Declared as `pulumi.dynamic.Resource` declares one (its type token and `__provider`), with
+ * the provider module as fixed text (see provider.ts).
+ */
+class MirroredImage extends pulumi.CustomResource {
   declare public readonly digest: pulumi.Output<string>;
   declare public readonly source: pulumi.Output<string>;
   declare public readonly mirrorReference: pulumi.Output<string>;
@@ -69,19 +75,29 @@ class MirroredImage extends pulumi.dynamic.Resource {
 
   constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
     super(
-      mirroredImageProvider,
+      "pulumi-nodejs:dynamic/mirror:MirroredImage",
       name,
-      { ...inputs, digest: undefined, lastCopy: undefined, platformBytes: undefined },
+      {
+        ...inputs,
+        __provider: mirroredImageProviderModule,
+        digest: undefined,
+        lastCopy: undefined,
+        platformBytes: undefined,
+      },
       opts,
-      "mirror",
-      "MirroredImage",
     );
   }
 }
 
-class ArchiveLock extends pulumi.dynamic.Resource {
+/** The archive's lock file, declared like {@link MirroredImage}. */
+class ArchiveLock extends pulumi.CustomResource {
   constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
-    super(archiveLockProvider, name, inputs, opts, "mirror", "ArchiveLock");
+    super(
+      "pulumi-nodejs:dynamic/mirror:ArchiveLock",
+      name,
+      { ...inputs, __provider: archiveLockProviderModule },
+      opts,
+    );
   }
 }
 
@@ -112,7 +128,8 @@ export class ImageMirror extends pulumi.ComponentResource {
     super("airgap:mirror:ImageMirror", name, {}, opts);
 
     const source = args.source ?? { kind: "upstream" };
-    const lock = args.lock ?? (source.kind === "archive" ? readLock(source.directory) : undefined);
+    const lock =
+      args.lock ?? (source.kind === "archive" ? readImportLock(source.directory) : undefined);
     const plan = planImageCopies({
       images: args.images,
       source,
@@ -128,11 +145,6 @@ export class ImageMirror extends pulumi.ComponentResource {
     }
     const deleteOnDestroy = args.deleteOnDestroy ?? false;
 
-    // Pulumi records a stack trace per resource, and under ts-node every frame is source-mapped:
-    // for hundreds of images that formatting dominates evaluation. Frames past the component's
-    // own are not needed (the engine keeps the innermost user frame as the resource's position).
-    const stackTraceLimit = Error.stackTraceLimit;
-    Error.stackTraceLimit = Math.min(stackTraceLimit, 6);
     // One credentials output per source password, shared by the images that use it: hundreds of
     // images come from a handful of registries.
     const credentialsFor = new Map<
@@ -154,9 +166,8 @@ export class ImageMirror extends pulumi.ComponentResource {
       }
       return credentials;
     };
-    let images: MirroredImage[];
-    try {
-      images = plan.copies.map((copy) => {
+    const images = withoutPropertyStackTraces(() =>
+      plan.copies.map((copy) => {
         const from = copy.request.from;
         const fromHost = from.transport === "docker" ? from.access.host : undefined;
         const fromPassword =
@@ -184,10 +195,8 @@ export class ImageMirror extends pulumi.ComponentResource {
           // Deleting by digest after a replacement copied the same digest would remove it again.
           deleteBeforeReplace: deleteOnDestroy,
         });
-      });
-    } finally {
-      Error.stackTraceLimit = stackTraceLimit;
-    }
+      }),
+    );
 
     // Source and mirror reference are known here; only the digests come from the copies.
     const digests = pulumi.all(images.map((image) => image.digest));

@@ -317,6 +317,13 @@ export const archiveLockRuntime: pulumi.dynamic.ResourceProvider = {
   async create(inputs: ArchiveLockInputs) {
     return { id: writeLock(inputs.directory, inputs.images), outs: inputs };
   },
+  async diff(_id: string, olds: ArchiveLockInputs, news: ArchiveLockInputs) {
+    return {
+      changes:
+        olds.directory !== news.directory ||
+        JSON.stringify(olds.images) !== JSON.stringify(news.images),
+    };
+  },
   async update(_id: string, _olds: ArchiveLockInputs, news: ArchiveLockInputs) {
     writeLock(news.directory, news.images);
     return { outs: news };

@@ -1,11 +1,9 @@
-import type * as pulumi from "@pulumi/pulumi";
-
 /**
- * The dynamic providers the engine stores with every mirrored image. Pulumi serialises a
- * provider with everything it references into each resource's state, so these are kept tiny:
- * they load the implementation (provider-runtime.ts) from the project when called. That keeps
- * state small (a few hundred bytes per image instead of the whole runtime), and the runtime runs
- * exactly as the tests run it.
+ * The dynamic providers the engine stores with every mirrored image. The engine keeps a
+ * provider's module text in each resource's state, so these are kept tiny: they load the
+ * implementation (provider-runtime.ts) from the project when called. That keeps state small (a
+ * few hundred bytes per image instead of the whole runtime), and the runtime runs exactly as the
+ * tests run it.
  *
  * Nothing absolute is captured: Pulumi starts the dynamic provider host in the project's working
  * directory (the `main` directory), so the runtime and ts-node are looked up from there at call
@@ -20,7 +18,7 @@ const runtimeInProject = "components/mirror/provider-runtime";
 type Runtime = typeof import("./provider-runtime");
 
 function loadRuntime(): Runtime {
-  // Serialised by value into each provider: only built-in modules and plain strings inside.
+  // Copied as text into each provider module: only built-in modules and `runtimeInProject` inside.
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const nodePath = require("node:path") as typeof import("node:path");
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -50,17 +48,41 @@ function loadRuntime(): Runtime {
   return require(runtimeModule) as Runtime;
 }
 
-export const mirroredImageProvider: pulumi.dynamic.ResourceProvider = {
-  check: (olds, news) => loadRuntime().mirroredImageRuntime.check!(olds, news),
-  create: (inputs) => loadRuntime().mirroredImageRuntime.create(inputs),
-  diff: (id, olds, news) => loadRuntime().mirroredImageRuntime.diff!(id, olds, news),
-  update: (id, olds, news) => loadRuntime().mirroredImageRuntime.update!(id, olds, news),
-  read: (id, props) => loadRuntime().mirroredImageRuntime.read!(id, props),
-  delete: (id, props) => loadRuntime().mirroredImageRuntime.delete!(id, props),
-};
+/**
+ * The provider module the engine stores with each resource and its dynamic provider host loads
+ * (`require-from-string(text).handler()`): it finds the runtime in the project and forwards
+ * every call to `runtimeName`. Written out rather than serialised from a closure: the SDK's
+ * closure serializer opens an inspector session and walks every captured function (a fixed half
+ * second or so per program), and a fixed text keeps what the state holds the same from run to run.
+ */
+function providerModule(runtimeName: keyof Runtime, methods: readonly string[]): string {
+  return [
+    `"use strict";`,
+    `const runtimeInProject = ${JSON.stringify(runtimeInProject)};`,
+    `const loadRuntime = ${loadRuntime.toString()};`,
+    "exports.handler = () => ({",
+    ...methods.map(
+      (method) => `  ${method}: (...args) => loadRuntime().${runtimeName}.${method}(...args),`,
+    ),
+    "});",
+    "",
+  ].join("\n");
+}
 
-export const archiveLockProvider: pulumi.dynamic.ResourceProvider = {
-  create: (inputs) => loadRuntime().archiveLockRuntime.create(inputs),
-  update: (id, olds, news) => loadRuntime().archiveLockRuntime.update!(id, olds, news),
-  delete: (id, props) => loadRuntime().archiveLockRuntime.delete!(id, props),
-};
+/** The `__provider` of every mirrored image. */
+export const mirroredImageProviderModule = providerModule("mirroredImageRuntime", [
+  "check",
+  "create",
+  "diff",
+  "update",
+  "read",
+  "delete",
+]);
+
+/** The `__provider` of an archive's lock file. */
+export const archiveLockProviderModule = providerModule("archiveLockRuntime", [
+  "create",
+  "diff",
+  "update",
+  "delete",
+]);

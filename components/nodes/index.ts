@@ -9,6 +9,7 @@ import {
   planNodeFiles,
   renderNodeScript,
 } from "../../core/nodes";
+import { withoutPropertyStackTraces } from "../../core/runtime/stack-traces";
 import {
   NodeRegistryArgsError,
   type NodeReport,
@@ -247,47 +248,55 @@ export class NodeRegistryConfig extends pulumi.ComponentResource {
         dependsOn: opts?.dependsOn,
         aliases: [{ name: `${name}-${node.name}` }],
       };
-      if (node.access.kind === "ssh") {
+      const reach = node.access;
+      if (reach.kind === "ssh") {
         const access = args.nodes[index].access as NodeSshAccess;
         if (access.hostKey === undefined && access.skipHostKeyCheck !== true) {
           throw new NodeRegistryArgsError(
             `nodes[${index}].access.hostKey`,
-            `ssh node ${node.name} (${node.access.host}) needs its host key (as ssh-keyscan prints it), or skipHostKeyCheck: true to connect without checking it`,
+            `ssh node ${node.name} (${reach.host}) needs its host key (as ssh-keyscan prints it), or skipHostKeyCheck: true to connect without checking it`,
           );
         }
         commands.push(
-          new command.remote.Command(
-            childName,
-            {
-              connection: {
-                host: node.access.host,
-                port: node.access.port,
-                user: node.access.user,
-                privateKey: pulumi.secret(access.privateKey),
-                ...(access.hostKey === undefined ? {} : { hostKey: access.hostKey }),
-              },
-              create: node.commands.create,
-              delete: node.commands.delete,
-              stdin: script,
-              // A script carrying the mirror password keeps its stdout out of the engine's log;
-              // stderr (progress and errors) is still shown.
-              logging: password !== undefined && node.plan.secret ? "stderr" : "stdoutAndStderr",
-              triggers: [node.access.host, node.access.port, node.access.user],
-            },
-            childOpts,
+          withoutPropertyStackTraces(
+            () =>
+              new command.remote.Command(
+                childName,
+                {
+                  connection: {
+                    host: reach.host,
+                    port: reach.port,
+                    user: reach.user,
+                    privateKey: pulumi.secret(access.privateKey),
+                    ...(access.hostKey === undefined ? {} : { hostKey: access.hostKey }),
+                  },
+                  create: node.commands.create,
+                  delete: node.commands.delete,
+                  stdin: script,
+                  // A script carrying the mirror password keeps its stdout out of the engine's log;
+                  // stderr (progress and errors) is still shown.
+                  logging:
+                    password !== undefined && node.plan.secret ? "stderr" : "stdoutAndStderr",
+                  triggers: [reach.host, reach.port, reach.user],
+                },
+                childOpts,
+              ),
           ),
         );
-      } else if (node.access.kind === "docker-exec") {
+      } else if (reach.kind === "docker-exec") {
         commands.push(
-          new command.local.Command(
-            childName,
-            {
-              create: node.commands.create,
-              delete: node.commands.delete,
-              stdin: script,
-              triggers: [node.access.container],
-            },
-            childOpts,
+          withoutPropertyStackTraces(
+            () =>
+              new command.local.Command(
+                childName,
+                {
+                  create: node.commands.create,
+                  delete: node.commands.delete,
+                  stdin: script,
+                  triggers: [reach.container],
+                },
+                childOpts,
+              ),
           ),
         );
       }

@@ -3,6 +3,7 @@ import { readFileSync, statSync } from "node:fs";
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
+import { withoutPropertyStackTraces } from "../../core/runtime/stack-traces";
 import { containerArgsFromSpec } from "./docker-args";
 import { HtpasswdEntry } from "./htpasswd-entry";
 import { dockerLoadEnvironment, dockerLoadScript, dockerUnloadScript } from "./image-load";
@@ -217,13 +218,17 @@ export class RegistryContainer extends pulumi.ComponentResource {
       containerArgs.image = portUsable.apply(() => spec.image);
     }
 
-    const container = new docker.Container(`${name}-container`, containerArgs, {
-      ...childOpts,
-      dependsOn: dependencies,
-      // The fixed name and host port cannot be held by two containers at once.
-      deleteBeforeReplace: true,
-      ...(secretSettings ? { additionalSecretOutputs: ["envs"] } : {}),
-    });
+    // A container has about a hundred properties, each with a stack trace otherwise.
+    const container = withoutPropertyStackTraces(
+      () =>
+        new docker.Container(`${name}-container`, containerArgs, {
+          ...childOpts,
+          dependsOn: dependencies,
+          // The fixed name and host port cannot be held by two containers at once.
+          deleteBeforeReplace: true,
+          ...(secretSettings ? { additionalSecretOutputs: ["envs"] } : {}),
+        }),
+    );
 
     this.settings = settings;
     this.endpoint = pulumi.output(settings.endpoint);

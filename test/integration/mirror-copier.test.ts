@@ -6,7 +6,7 @@ import {
 } from "../../components/mirror/actions/registry-copy";
 import { ImageCopyError, type CopyRequest } from "../../components/mirror/actions/skopeo";
 import { planImageCopies } from "../../components/mirror/plan";
-import { mirroredImageProvider } from "../../components/mirror/provider";
+import { mirroredImageProviderModule } from "../../components/mirror/provider";
 import type {
   CheckedMirroredImageInputs,
   MirroredImageInputs,
@@ -185,7 +185,7 @@ describe("the in-process registry copier against real registries", function () {
   });
 
   it("shows at preview (the provider's check) how many bytes the chosen platforms save", async function () {
-    const providerFile = await serializeProvider("copier-check", mirroredImageProvider);
+    const providerFile = await serializeProvider("copier-check", mirroredImageProviderModule);
     const [copy] = plan(mirror, [busybox], ["linux/arm64"]).copies;
     const inputs: MirroredImageInputs = {
       source: copy.source,

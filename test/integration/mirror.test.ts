@@ -14,7 +14,7 @@ import {
 } from "../../components/mirror/actions/skopeo";
 import { planImageCopies } from "../../components/mirror/plan";
 import { htpasswdLine } from "../../components/registry/htpasswd";
-import { mirroredImageProvider } from "../../components/mirror/provider";
+import { mirroredImageProviderModule } from "../../components/mirror/provider";
 import type {
   MirroredImageInputs,
   MirroredImageOutputs,
@@ -339,7 +339,7 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
       tls: true,
       auth: { username: "mirror", password: "provider-pw" },
     });
-    providerFile = await serializeProvider("mirrored-image", mirroredImageProvider);
+    providerFile = await serializeProvider("mirrored-image", mirroredImageProviderModule);
     const [copy] = planImageCopies({
       images: ["docker.io/library/nginx:1.27-alpine"],
       source: { kind: "upstream", registries: upstreamAccess(upstreams) },

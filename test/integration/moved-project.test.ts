@@ -31,20 +31,17 @@ import { labDir, projectRoot } from "../lab/paths";
  * program's working directory (infra/, Pulumi.yaml's `main`), with the old place gone.
  */
 
-// Evaluated in the project's own working directory, as `pulumi up` would: serialises both
-// providers as the SDK does for each resource, and computes the conformance actions' location.
+// Evaluated in the project's own working directory, as `pulumi up` would: the provider modules
+// the mirror declares, the htpasswd provider serialised as the SDK does for each resource, and
+// the conformance actions' location.
 const serializeScript = `
 const pulumi = require("@pulumi/pulumi");
-const { mirroredImageProvider, archiveLockProvider } = require("../components/mirror/provider");
+const { mirroredImageProviderModule, archiveLockProviderModule } = require("../components/mirror/provider");
 const { htpasswdEntryProvider } = require("../components/registry/htpasswd-entry");
 const { actionLocation } = require("../components/conformance");
-Promise.all([
-  pulumi.runtime.serializeFunction(() => mirroredImageProvider, { allowSecrets: true }),
-  pulumi.runtime.serializeFunction(() => archiveLockProvider, { allowSecrets: true }),
-  pulumi.runtime.serializeFunction(() => htpasswdEntryProvider, { allowSecrets: true }),
-]).then(([mirror, lock, htpasswd]) =>
+pulumi.runtime.serializeFunction(() => htpasswdEntryProvider, { allowSecrets: true }).then((htpasswd) =>
   process.stdout.write(
-    JSON.stringify({ mirror: mirror.text, lock: lock.text, htpasswd: htpasswd.text, action: actionLocation() }),
+    JSON.stringify({ mirror: mirroredImageProviderModule, lock: archiveLockProviderModule, htpasswd: htpasswd.text, action: actionLocation() }),
   ),
 );
 `;

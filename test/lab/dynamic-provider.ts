@@ -5,19 +5,23 @@ import { run } from "./exec";
 import { labDir, projectRoot } from "./paths";
 
 /**
- * Dynamic providers as the Pulumi engine runs them: serialised by the SDK's closure serializer,
- * then loaded from that text in a fresh Node process (no ts-node, no project modules) the way
- * the dynamic provider host loads them (`require-from-string(text).handler()`).
+ * Dynamic providers as the Pulumi engine runs them: the module text a resource declares as its
+ * `__provider` (or the SDK's closure serialization of a provider object), loaded in a fresh Node
+ * process (no ts-node, no project modules) the way the dynamic provider host loads it
+ * (`require-from-string(text).handler()`).
  */
 export async function serializeProvider(
   name: string,
-  provider: pulumi.dynamic.ResourceProvider,
+  provider: pulumi.dynamic.ResourceProvider | string,
 ): Promise<string> {
-  const serialized = await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true });
+  const text =
+    typeof provider === "string"
+      ? provider
+      : (await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true })).text;
   const dir = path.join(labDir, `run-${process.pid}`, "providers");
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${name}.js`);
-  writeFileSync(file, serialized.text);
+  writeFileSync(file, text);
   return file;
 }
 

@@ -6,6 +6,7 @@ import * as path from "node:path";
 import { ImageMirror, type ImageMirrorArgs } from "../../components/mirror";
 import { writeLock } from "../../components/mirror/actions/archive";
 import { planImageCopies } from "../../components/mirror/plan";
+import { mirroredImageProviderModule } from "../../components/mirror/provider";
 import { renderRepoList } from "../../core/images/repo-list";
 import { scratchDir } from "../scratch";
 
@@ -85,11 +86,10 @@ describe("ImageMirror (mocks)", function () {
         assert.equal(resource.inputs.mirrorReference, copy.mirrorReference);
         assert.deepEqual(resource.secretPaths, ["credentials"]);
         assert.deepEqual(resource.additionalSecretOutputs, ["credentials"]);
-        assert.equal(
-          typeof resource.inputs.__provider,
-          "string",
-          "the serialised provider travels along",
-        );
+        // The provider module travels along, the same text for every image and every run (the
+        // integration tests load it the way the engine's dynamic provider host does).
+        assert.equal(resource.inputs.__provider, mirroredImageProviderModule);
+        assert.match(mirroredImageProviderModule, /^exports\.handler = /m);
         const expected = copy.source.startsWith("docker.io/")
           ? { fromPassword: "hub-secret-pw", toPassword: "mirror-secret-pw" }
           : { toPassword: "mirror-secret-pw" };
@@ -262,6 +262,12 @@ describe("ImageMirror (mocks)", function () {
 
   describe("bad input fails before anything is created", function () {
     const archiveWithoutLock = scratchDir("no-lock-");
+    // A differential archive: a lock of what changed, and differential.json beside it.
+    const differential = scratchDir("differential-");
+    writeLock(differential, [
+      { source: "registry.k8s.io/pause:3.10", digest: `sha256:${"b".repeat(64)}` },
+    ]);
+    writeFileSync(path.join(differential, "differential.json"), "{}");
     const cases: Array<[string, ImageMirrorArgs, RegExp]> = [
       [
         "a malformed reference",
@@ -282,6 +288,11 @@ describe("ImageMirror (mocks)", function () {
         "an archive without a lock",
         registryArgs(images, { source: { kind: "archive", directory: archiveWithoutLock } }),
         /has no images\.lock\.json/,
+      ],
+      [
+        "a differential archive (it holds only what changed)",
+        registryArgs(images, { source: { kind: "archive", directory: differential } }),
+        /is a differential archive \(it has differential\.json\).*archive-apply .* --onto ARCHIVE_DIR.*--onto-registry https:\/\/HOST:PORT/,
       ],
       [
         "retries out of range",

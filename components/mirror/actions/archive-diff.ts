@@ -17,6 +17,7 @@ import {
   parseLock,
   readLock,
   renderLock,
+  type LockDocument,
   type LockedImage,
 } from "./archive";
 
@@ -38,6 +39,12 @@ interface Descriptor {
   annotations?: Record<string, string>;
 }
 
+export interface RequiredBlob {
+  digest: string;
+  image: string;
+  heldBy?: string[];
+}
+
 export interface DifferentialManifest {
   differentialVersion: 1;
   /** sha256 of the other side's lock file the differential was made against. */
@@ -46,14 +53,18 @@ export interface DifferentialManifest {
   images: LockedImage[];
   /** Images the other side keeps as they are. */
   unchanged: string[];
-  /** Blobs the carried images use but the differential leaves out: the other side has them. */
-  requiredBlobs: { digest: string; image: string }[];
+  /**
+   * Blobs the carried images use but the differential leaves out: the other side has them.
+   * `image` is the first carried image that needs the blob; `heldBy` names the images the other
+   * side keeps that hold it (where an apply onto a mirror mounts it from).
+   */
+  requiredBlobs: RequiredBlob[];
   /** Blobs carried, and their bytes. */
   blobCount: number;
   blobBytes: number;
 }
 
-function blobFile(directory: string, digest: string): string {
+export function blobFile(directory: string, digest: string): string {
   const [algorithm, hex] = digest.split(":");
   if (algorithm !== "sha256" || !/^[0-9a-f]{64}$/.test(hex ?? "")) {
     throw new ArchiveError(`unsupported or malformed digest '${digest}'`);
@@ -87,7 +98,7 @@ function blobsOf(directory: string, digest: string): Map<string, number> {
   return blobs;
 }
 
-function readIndex(directory: string): { schemaVersion?: number; manifests: Descriptor[] } {
+export function readIndex(directory: string): { schemaVersion?: number; manifests: Descriptor[] } {
   const file = path.join(directory, "index.json");
   if (!existsSync(file))
     throw new ArchiveError(`${directory} is not an OCI image layout (no index.json)`);
@@ -117,9 +128,15 @@ export function writeDifferentialArchive(
   const carried = full.images.filter((image) => !theirs.has(`${image.source}@${image.digest}`));
   const unchanged = full.images.filter((image) => theirs.has(`${image.source}@${image.digest}`));
 
-  const held = new Set<string>();
-  for (const image of unchanged)
-    for (const digest of blobsOf(fullArchive, image.digest).keys()) held.add(digest);
+  // Blob -> the kept images holding it, by name: the mirror's repositories of those images.
+  const held = new Map<string, string[]>();
+  for (const image of unchanged) {
+    for (const digest of blobsOf(fullArchive, image.digest).keys()) {
+      const holders = held.get(digest) ?? [];
+      if (!holders.includes(image.source)) holders.push(image.source);
+      held.set(digest, holders);
+    }
+  }
 
   mkdirSync(out, { recursive: true });
   if (readdirSync(out).length > 0) {
@@ -159,12 +176,46 @@ export function writeDifferentialArchive(
     baseLockSha256: createHash("sha256").update(otherText).digest("hex"),
     images: lockDocument(carried).images,
     unchanged: unchanged.map((image) => image.source),
-    requiredBlobs: [...required].map(([digest, image]) => ({ digest, image })),
+    requiredBlobs: [...required].map(([digest, image]) => ({
+      digest,
+      image,
+      heldBy: [...held.get(digest)!].sort(),
+    })),
     blobCount: written.size,
     blobBytes: [...written.values()].reduce((sum, size) => sum + size, 0),
   };
   // Written last: a differential without it is incomplete and is refused.
   writeAtomically(path.join(out, differentialFileName), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
+/**
+ * The lock of an archive a stack imports. A differential archive holds only what changed, so it
+ * is refused with what to do instead: apply it onto the full archive, or onto the mirror.
+ */
+export function readImportLock(directory: string): LockDocument {
+  if (existsSync(path.join(directory, differentialFileName))) {
+    throw new ArchiveError(
+      `${directory} is a differential archive (it has ${differentialFileName}): it holds only the images and blobs that changed. ` +
+        `Apply it with \`archive-apply ${directory} --onto ARCHIVE_DIR\` onto the archive it was made against and import that, ` +
+        `or straight onto the mirror with \`archive-apply ${directory} --onto-registry https://HOST:PORT\``,
+    );
+  }
+  return readLock(directory);
+}
+
+/** Reads differential.json; refuses a directory without it (a differential cut short). */
+export function readDifferentialManifest(differential: string): DifferentialManifest {
+  const manifestFile = path.join(differential, differentialFileName);
+  if (!existsSync(manifestFile)) {
+    throw new ArchiveError(
+      `${differential} has no ${differentialFileName}; it is not a complete differential archive`,
+    );
+  }
+  const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as DifferentialManifest;
+  if (manifest.differentialVersion !== 1) {
+    throw new ArchiveError(`${manifestFile}: not a differential archive of this tool`);
+  }
   return manifest;
 }
 
@@ -178,16 +229,7 @@ export function applyDifferentialArchive(
   differential: string,
   archive: string,
 ): DifferentialManifest {
-  const manifestFile = path.join(differential, differentialFileName);
-  if (!existsSync(manifestFile)) {
-    throw new ArchiveError(
-      `${differential} has no ${differentialFileName}; it is not a complete differential archive`,
-    );
-  }
-  const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as DifferentialManifest;
-  if (manifest.differentialVersion !== 1) {
-    throw new ArchiveError(`${manifestFile}: not a differential archive of this tool`);
-  }
+  const manifest = readDifferentialManifest(differential);
   const baseLock = readLock(archive);
   for (const blob of manifest.requiredBlobs) {
     if (!existsSync(blobFile(archive, blob.digest))) {

@@ -31,7 +31,8 @@ import {
  * blob is read once and streamed into the mirror, and a blob this process already pushed into
  * another repository of the mirror is mounted there (no bytes move). Every image of a stack is
  * created in the same provider process, so connections, tokens and pushed blobs are shared.
- * The tag is written last: a failed copy leaves no tag pointing at a partial image.
+ * The tag is written last: a failed copy leaves no tag pointing at a partial image. The same
+ * copier pushes an image read from an OCI layout (a differential archive applied onto a mirror).
  */
 
 /** What a copy moved; summed over copies when the same object is passed to each. */
@@ -137,26 +138,62 @@ function verifying(blob: Descriptor): Transform {
   });
 }
 
+/**
+ * Where the copier reads an image: a repository of a registry, or an OCI image layout. Manifests
+ * come back as stored (their bytes decide the digest), blobs as streams the copier verifies.
+ */
+export interface ImageReader {
+  /** Reads the manifest a tag, ref name or digest names; rejects bytes that do not match a digest. */
+  getManifest(reference: string): Promise<RawManifest>;
+  openBlob(digest: string): Promise<NodeJS.ReadableStream>;
+}
+
+function registryReader(client: RegistryClient, repository: string): ImageReader {
+  return {
+    getManifest: (reference) => client.getManifest(repository, reference),
+    openBlob: (digest) => client.openBlob(repository, digest),
+  };
+}
+
+/** Where the copier writes: a repository of the mirror. */
+interface CopyTarget {
+  client: RegistryClient;
+  repository: string;
+}
+
+interface CopySelection {
+  /** Canonical upstream name, for messages. */
+  source: string;
+  /** What the reader is asked for first (tag, digest, or ref name in a layout). */
+  reference: string;
+  platform?: string;
+  platforms?: string[];
+  /**
+   * Blobs the source does not carry and the mirror holds in another repository: digest ->
+   * that repository. They are mounted (or found present), never read from the source.
+   */
+  mounts?: ReadonlyMap<string, string>;
+}
+
 class ImageCopier {
-  private readonly source: RegistryClient;
   private readonly destination: RegistryClient;
+  private readonly repository: string;
 
   constructor(
-    private readonly request: CopyRequest & {
-      from: Extract<CopyRequest["from"], { transport: "docker" }>;
-      to: Extract<CopyRequest["to"], { transport: "docker" }>;
-    },
+    private readonly source: ImageReader,
+    target: CopyTarget,
+    private readonly selection: CopySelection,
     private readonly stats: RegistryCopyStats,
   ) {
-    this.source = sharedRegistryClient(request.from.access);
-    this.destination = sharedRegistryClient(request.to.access);
+    this.destination = target.client;
+    this.repository = target.repository;
   }
 
   private async upload(blob: Descriptor, location?: string): Promise<void> {
     await transfers.run(async () => {
-      const target = location ?? (await this.destination.startUpload(this.request.to.repository));
-      const stream = await this.source.openBlob(this.request.from.repository, blob.digest);
-      await this.destination.finishUpload(this.request.to.repository, target, blob.digest, {
+      const target = location ?? (await this.destination.startUpload(this.repository));
+      const stream = await this.source.openBlob(blob.digest);
+      await this.destination.finishUpload(this.repository, target, blob.digest, {
         // pipeline: a source that breaks off fails the upload instead of leaving it waiting.
         stream: pipeline(stream, verifying(blob), () => undefined),
         length: blob.size,
@@ -166,9 +203,26 @@ class ImageCopier {
     this.stats.bytesUploaded += blob.size;
   }
 
+  /** Mounts a blob from another repository of the mirror; uploads it only if the mount is refused. */
+  private async mount(blob: Descriptor, holder: string): Promise<void> {
+    const fallback = await this.destination.mountBlob(this.repository, blob.digest, holder);
+    if (fallback === undefined) {
+      this.stats.blobsMounted++;
+      return;
+    }
+    // The registry no longer has it there (garbage collected): upload into the started upload.
+    await this.upload(blob, fallback);
+  }
+
   /** Puts one blob into the destination repository: present, mounted, or uploaded once. */
   private async ensureBlob(blob: Descriptor): Promise<void> {
-    const repository = this.request.to.repository;
+    const repository = this.repository;
+    const planned = this.selection.mounts?.get(blob.digest);
+    if (planned !== undefined) {
+      if (await this.destination.hasBlob(repository, blob.digest)) this.stats.blobsPresent++;
+      else await this.mount(blob, planned);
+      return;
+    }
     const known = pushedInto(this.destination);
     const pending = known.get(blob.digest);
     if (!pending) {
@@ -190,13 +244,7 @@ class ImageCopier {
       return;
     }
     if (holder !== undefined) {
-      const fallback = await this.destination.mountBlob(repository, blob.digest, holder);
-      if (fallback === undefined) {
-        this.stats.blobsMounted++;
-        return;
-      }
-      // The registry no longer has it there (garbage collected): upload into the started upload.
-      await this.upload(blob, fallback);
+      await this.mount(blob, holder);
       return;
     }
     if (await this.destination.hasBlob(repository, blob.digest)) this.stats.blobsPresent++;
@@ -213,15 +261,11 @@ class ImageCopier {
   }
 
   private async pushManifest(manifest: RawManifest, reference: string): Promise<string> {
-    const digest = await this.destination.putManifest(
-      this.request.to.repository,
-      reference,
-      manifest,
-    );
+    const digest = await this.destination.putManifest(this.repository, reference, manifest);
     this.stats.manifestsPushed++;
     if (digest !== manifest.digest) {
       throw new RegistryRequestError(
-        `${this.request.to.access.host} stored ${digest} for a manifest whose digest is ${manifest.digest}`,
+        `${this.destination.access.host} stored ${digest} for a manifest whose digest is ${manifest.digest}`,
       );
     }
     return digest;
@@ -230,10 +274,10 @@ class ImageCopier {
   private async readManifest(
     reference: string,
   ): Promise<{ raw: RawManifest; parsed: ParsedManifest }> {
-    const raw = await this.source.getManifest(this.request.from.repository, reference);
+    const raw = await this.source.getManifest(reference);
     if (!manifestMediaTypes.includes(raw.mediaType)) {
       throw new UnsupportedByCopierError(
-        `${this.request.source}: manifest type ${raw.mediaType || "unknown"} needs conversion`,
+        `${this.selection.source}: manifest type ${raw.mediaType || "unknown"} needs conversion`,
       );
     }
     return { raw, parsed: JSON.parse(raw.bytes.toString("utf8")) as ParsedManifest };
@@ -244,15 +288,15 @@ class ImageCopier {
     top: RawManifest;
     images: { raw: RawManifest; parsed: ParsedManifest }[];
   }> {
-    const top = await this.readManifest(this.request.from.reference);
+    const top = await this.readManifest(this.selection.reference);
     if (!indexMediaTypes.has(top.raw.mediaType)) return { top: top.raw, images: [top] };
     const entries = top.parsed.manifests ?? [];
     const platforms =
-      this.request.platforms ?? (this.request.platform ? [this.request.platform] : []);
+      this.selection.platforms ?? (this.selection.platform ? [this.selection.platform] : []);
     let chosen = entries;
     let tagged = top.raw;
     if (platforms.length > 0) {
-      chosen = selectIndexEntries(entries, platforms, this.request.source);
+      chosen = selectIndexEntries(entries, platforms, this.selection.source);
       if (platforms.length === 1) {
         const image = await this.readManifest(chosen[0].digest);
         return { top: image.raw, images: [image] };
@@ -270,14 +314,19 @@ class ImageCopier {
     return { top, images };
   }
 
-  async copy(): Promise<string> {
+  /**
+   * Pushes every blob and platform manifest, then the top manifest under `reference` (the tag,
+   * or its own digest when the caller writes tags later). Returns the top manifest.
+   */
+  async copy(reference?: string): Promise<RawManifest> {
     const { top, images } = await this.resolve();
     await mapWithConcurrency(images, 4, async (image) => {
       await this.copyBlobsOf(image.parsed);
       if (image.raw !== top) await this.pushManifest(image.raw, image.raw.digest);
     });
     // Last: the tag appears only once everything it points to is in.
-    return this.pushManifest(top, this.request.to.reference);
+    await this.pushManifest(top, reference ?? top.digest);
+    return top;
   }
 }
 
@@ -319,6 +368,43 @@ export async function platformBytes(
 }
 
 /**
+ * Runs one whole-image copy attempt after another while the registry is unreachable, with
+ * backoff; the error names the image and registries, never a password.
+ */
+async function withCopyRetries<T>(
+  request: CopyRequest,
+  options: CopyOptions,
+  attempt: () => Promise<T>,
+): Promise<T> {
+  const delays = retryDelays(options.retries ?? 3, options.backoffMs ?? 1000);
+  const secrets = [request.from, request.to].map((location) =>
+    location.transport === "docker" ? location.access.password : undefined,
+  );
+  for (let index = 0; ; index++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (error instanceof UnsupportedByCopierError) throw error;
+      const kind = classifyRegistryFailure(error);
+      if (kind !== "unreachable" || index >= delays.length) {
+        const detail = redactCredentials(
+          error instanceof Error ? error.message : String(error),
+          secrets,
+        );
+        throw new ImageCopyError(request.source, kind, copyFailureMessage(request, kind, detail));
+      }
+      options.onRetry?.({
+        attempt: index + 1,
+        of: delays.length,
+        delayMs: delays[index],
+        reason: redactCredentials(error instanceof Error ? error.message : String(error), secrets),
+      });
+      await new Promise((resolve) => setTimeout(resolve, delays[index]));
+    }
+  }
+}
+
+/**
  * Copies one image registry to registry and returns the digest the tag points to. Network
  * failures are retried with backoff; the error names the image and registries, never a password.
  */
@@ -331,28 +417,58 @@ export async function copyRegistryImage(
     throw new Error(`${request.source}: the registry copier copies registry to registry only`);
   }
   const stats = options.stats ?? emptyCopyStats();
-  const delays = retryDelays(options.retries ?? 3, options.backoffMs ?? 1000);
-  const secrets = [from.access.password, to.access.password];
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await new ImageCopier({ ...request, from, to }, stats).copy();
-    } catch (error) {
-      if (error instanceof UnsupportedByCopierError) throw error;
-      const kind = classifyRegistryFailure(error);
-      if (kind !== "unreachable" || attempt >= delays.length) {
-        const detail = redactCredentials(
-          error instanceof Error ? error.message : String(error),
-          secrets,
-        );
-        throw new ImageCopyError(request.source, kind, copyFailureMessage(request, kind, detail));
-      }
-      options.onRetry?.({
-        attempt: attempt + 1,
-        of: delays.length,
-        delayMs: delays[attempt],
-        reason: redactCredentials(error instanceof Error ? error.message : String(error), secrets),
-      });
-      await new Promise((resolve) => setTimeout(resolve, delays[attempt]));
-    }
+  const source = registryReader(sharedRegistryClient(from.access), from.repository);
+  const target = { client: sharedRegistryClient(to.access), repository: to.repository };
+  const selection = {
+    source: request.source,
+    reference: from.reference,
+    platform: request.platform,
+    platforms: request.platforms,
+  };
+  const top = await withCopyRetries(request, options, () =>
+    new ImageCopier(source, target, selection, stats).copy(to.reference),
+  );
+  return top.digest;
+}
+
+/**
+ * Pushes one whole image read by `reader` (e.g. from an OCI layout) into a repository of the
+ * mirror: blobs (verified as they stream; `mounts` are mounted from the repository named
+ * instead of read), platform manifests, and the top manifest by its digest only. No tag is
+ * written: the caller writes tags once every image is in. Returns the top manifest.
+ */
+export async function pushImageByDigest(
+  request: CopyRequest,
+  reader: ImageReader,
+  options: CopyOptions & { stats?: RegistryCopyStats; mounts?: ReadonlyMap<string, string> } = {},
+): Promise<RawManifest> {
+  const { from, to } = request;
+  if (from.transport !== "oci" || to.transport !== "docker") {
+    throw new Error(`${request.source}: pushes an OCI layout's image into a registry only`);
   }
+  const stats = options.stats ?? emptyCopyStats();
+  const target = { client: sharedRegistryClient(to.access), repository: to.repository };
+  const selection = { source: request.source, reference: from.refName, mounts: options.mounts };
+  return withCopyRetries(request, options, () =>
+    new ImageCopier(reader, target, selection, stats).copy(),
+  );
+}
+
+/** Points a tag at a manifest already pushed by digest; retried like a copy. */
+export async function writeTag(
+  request: CopyRequest,
+  manifest: RawManifest,
+  options: CopyOptions = {},
+): Promise<void> {
+  const to = request.to;
+  if (to.transport !== "docker") throw new Error(`${request.source}: tags live in a registry`);
+  const client = sharedRegistryClient(to.access);
+  await withCopyRetries(request, options, async () => {
+    const digest = await client.putManifest(to.repository, to.reference, manifest);
+    if (digest !== manifest.digest) {
+      throw new RegistryRequestError(
+        `${to.access.host} stored ${digest} for a manifest whose digest is ${manifest.digest}`,
+      );
+    }
+  });
 }

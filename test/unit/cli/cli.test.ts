@@ -3,7 +3,16 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
 import * as YAML from "yaml";
-import { commandHelp, runAirgap, runArchiveCli, runCli, runSizeCli } from "../../../cli/airgap";
+import {
+  commandHelp,
+  mirrorPasswordVariable,
+  registryAccessFromFlags,
+  runAirgap,
+  runArchiveCli,
+  runCli,
+  runSizeCli,
+  upstreamPrefixesFromFlags,
+} from "../../../cli/airgap";
 import { bytesOf, writeLayout } from "../mirror/oci-layout";
 import { renderRepoList } from "../../../core/images/repo-list";
 import { scratchDir } from "../../scratch";
@@ -412,5 +421,105 @@ describe("offline CLI: size before anything is written", function () {
       /^not measured: registry\.k8s\.io\/pause:3\.10 \(cannot reach registry 127\.0\.0\.1:9/m,
     );
     assert.equal(existsSync(out), false);
+  });
+});
+
+describe("offline CLI: archive-apply --onto-registry", function () {
+  const env = { [mirrorPasswordVariable]: "from-env-pw" };
+
+  it("verifies TLS by default, takes a CA file, and marks insecure or plain HTTP only when told", function () {
+    const ca = path.join(scratchDir("ca-"), "ca.crt");
+    writeFileSync(ca, "-----BEGIN CERTIFICATE-----\n");
+    assert.deepEqual(registryAccessFromFlags({ "onto-registry": "https://mirror:5000" }, {}), {
+      host: "mirror:5000",
+      scheme: "https",
+    });
+    assert.deepEqual(
+      registryAccessFromFlags({ "onto-registry": "https://mirror:5000/", "ca-file": ca }, {}),
+      { host: "mirror:5000", scheme: "https", caFile: ca },
+    );
+    assert.deepEqual(
+      registryAccessFromFlags({ "onto-registry": "https://mirror:5000", insecure: true }, {}),
+      { host: "mirror:5000", scheme: "https", insecureSkipVerify: true },
+    );
+    assert.deepEqual(registryAccessFromFlags({ "onto-registry": "http://10.0.0.5:5000" }, {}), {
+      host: "10.0.0.5:5000",
+      scheme: "http",
+    });
+    for (const [flags, message] of [
+      [{ "onto-registry": "mirror:5000" }, /give the mirror as https:\/\/HOST\[:PORT\]/],
+      [{ "onto-registry": "https://mirror:5000/v2/x" }, /give the mirror as https/],
+      [{ "onto-registry": "http://mirror:5000", insecure: true }, /apply to https:\/\/ only/],
+      [{ "onto-registry": "https://mirror:5000", insecure: true, "ca-file": ca }, /give one/],
+      [{ "onto-registry": "https://mirror:5000", "ca-file": "/nowhere/ca.crt" }, /--ca-file/],
+    ] as const) {
+      assert.throws(() => registryAccessFromFlags(flags, {}), message);
+    }
+  });
+
+  it("takes the password from the environment or a file, never from the command line", function () {
+    const flags = { "onto-registry": "https://mirror:5000", username: "mirror" };
+    assert.equal(registryAccessFromFlags(flags, env).password, "from-env-pw");
+    const file = path.join(scratchDir("pw-"), "password");
+    writeFileSync(file, "from-file-pw\n");
+    const access = registryAccessFromFlags({ ...flags, "password-file": file }, env);
+    assert.deepEqual([access.username, access.password], ["mirror", "from-file-pw"]);
+    assert.throws(
+      () => registryAccessFromFlags(flags, {}),
+      /needs a password: set AIRGAP_MIRROR_PASSWORD/,
+    );
+    assert.throws(
+      () =>
+        registryAccessFromFlags(
+          { "onto-registry": flags["onto-registry"], "password-file": file },
+          {},
+        ),
+      /--password-file needs --username/,
+    );
+    assert.equal(
+      registryAccessFromFlags({ "onto-registry": flags["onto-registry"] }, env).password,
+      undefined,
+    );
+  });
+
+  it("refuses --password by name, and says so without echoing it", async function () {
+    const result = await runArchiveCli(
+      [
+        "archive-apply",
+        scratchDir("diff-"),
+        "--onto-registry",
+        "https://mirror:5000",
+        "--username",
+        "mirror",
+        "--password",
+        "argv-secret-pw",
+      ],
+      () => undefined,
+      {},
+    );
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /--password is not accepted/);
+    assert.doesNotMatch(result.stderr + result.stdout, /argv-secret-pw/);
+  });
+
+  it("needs exactly one of --onto and --onto-registry", async function () {
+    const diff = scratchDir("diff-");
+    for (const extra of [[], ["--onto", diff, "--onto-registry", "https://mirror:5000"]]) {
+      const result = await runArchiveCli(["archive-apply", diff, ...extra], () => undefined, {});
+      assert.equal(result.code, 2);
+      assert.match(result.stderr, /--onto-registry \(https\|http\):\/\/HOST/);
+    }
+  });
+
+  it("reads the mirror's upstream prefixes as the stack's upstreamPrefixes", function () {
+    assert.deepEqual(upstreamPrefixesFromFlags(["docker.io=dockerhub", "quay.io=quay"]), {
+      "docker.io": "dockerhub",
+      "quay.io": "quay",
+    });
+    assert.throws(() => upstreamPrefixesFromFlags(["docker.io"]), /give REGISTRY=PREFIX/);
+    assert.throws(
+      () => upstreamPrefixesFromFlags(["docker.io=Docker_Hub"]),
+      /^CliArgumentError: --upstream-prefix: invalid upstreamPrefixes\["docker\.io"\] = "Docker_Hub": a prefix is one or more lowercase path components/,
+    );
   });
 });

@@ -70,6 +70,12 @@ describe("differential archives", function () {
       manifest.requiredBlobs.map((blob) => blob.digest),
       [`sha256:${baseDigest}`],
     );
+    // The kept image holding it is named: an apply onto a mirror mounts it from its repository.
+    assert.deepEqual(manifest.requiredBlobs[0].heldBy, ["registry.k8s.io/pause:3.10"]);
+    const written = JSON.parse(readFileSync(path.join(diff, "differential.json"), "utf8")) as {
+      requiredBlobs: { heldBy: string[] }[];
+    };
+    assert.deepEqual(written.requiredBlobs[0].heldBy, ["registry.k8s.io/pause:3.10"]);
     // Nothing of pause (manifest, config, layers) is carried.
     const pauseDigest = readLock(full).images.find((image) => image.source === pause.name)!.digest;
     const pauseManifest = JSON.parse(
