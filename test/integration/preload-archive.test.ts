@@ -15,6 +15,7 @@ import {
   authorizeSshKey,
   labSshKey,
   removeLabNodeNetwork,
+  runLikeLocalCommand,
   startLabNode,
   type LabNode,
 } from "../lab/nodes";
@@ -243,6 +244,14 @@ describe("preload from the archive on real nodes (the program, created and destr
         }
       }
     }
+    // The same command again (an update re-runs create): nothing more is imported.
+    const execCommand = engine.registered.find((r) => r.name === `preload-${execNode.name}`)!;
+    const again = await runLikeLocalCommand(
+      execCommand.name,
+      String(execCommand.inputs.create),
+      String(execCommand.inputs.stdin),
+    );
+    assert.match(again.stdout, new RegExp(`preloaded 0 of ${expected.length} images`));
     const keptDuring = await criImageStatus(execNode.criSocket, keptOnContainerd);
     assert.equal(keptDuring?.id, keptBefore.id, "the name the node had still names its image");
     // podman
