@@ -14,6 +14,7 @@ import { OpenShiftMirrorConfig } from "../components/nodes/openshift";
 import { NodeImagePreload, type NodeImagePreloadArgs } from "../components/nodes/preload";
 import { ArchiveError, lockFileName, readLock } from "../components/mirror/actions/archive";
 import { openshiftFlavour, type RuntimeFlavour } from "../core/nodes";
+import { linuxPlatformOf } from "../core/images/platforms";
 import {
   RegistryArgsError,
   RegistryContainer,
@@ -446,12 +447,6 @@ function preloadNodes(config: StackConfig): NodeImagePreloadArgs["nodes"] {
   );
 }
 
-/** The platform of this machine, as the tarball's default (`linux/amd64`, `linux/arm64`). */
-export function hostPlatform(arch: string = process.arch): string {
-  const architectures: Record<string, string> = { x64: "amd64", arm64: "arm64", arm: "arm" };
-  return `linux/${architectures[arch] ?? arch}`;
-}
-
 /**
  * Every image of the stack's set imported into each node's store from the archive: one tarball
  * built here, copied to each node. No mirror, registry or image copy is involved.
@@ -503,7 +498,8 @@ function declareArchivePreload(
         archive: {
           directory,
           images,
-          platform: config.images.platform ?? hostPlatform(),
+          // Default: this machine's platform, as for reading the conformance image's own list.
+          platform: config.images.platform ?? linuxPlatformOf(process.arch),
           // Per stack: two stacks never remove each other's tarball.
           tarballDirectory: path.resolve(".airgap-conformance", "preload", pulumi.getStack()),
         },

@@ -4,12 +4,13 @@ import {
   NodeConfigError,
   archivePreloadStoreFor,
   nodeCommands,
-  preloadIncomingDir,
+  archivePreloadDockerCreate,
   preloadIncomingPath,
   preloadStoreFor,
   renderArchivePreloadScript,
   renderPreloadScript,
-  shellQuote,
+  type ArchivePreloadStore,
+  type PreloadStore,
 } from "../../core/nodes";
 import type { NodeDockerExecAccess, NodeSshAccess } from "./index";
 import { preloadTarballProvider } from "./preload-provider";
@@ -130,7 +131,13 @@ export class NodeImagePreload extends pulumi.ComponentResource {
     }
     const stores: Record<string, string> = {};
     for (const [index, node] of args.nodes.entries()) {
-      const store = tarball ? archivePreloadStoreFor(node.runtime) : preloadStoreFor(node.runtime);
+      const archiveStore: ArchivePreloadStore | undefined = tarball
+        ? archivePreloadStoreFor(node.runtime)
+        : undefined;
+      const mirrorStore: PreloadStore | undefined = tarball
+        ? undefined
+        : preloadStoreFor(node.runtime);
+      const store = archiveStore ?? mirrorStore;
       if (!store) {
         throw new NodeRegistryArgsError(
           `nodes[${index}].runtime`,
@@ -152,7 +159,7 @@ export class NodeImagePreload extends pulumi.ComponentResource {
         ? pulumi.all([tarball.sha256, tarball.repoTags]).apply(([sha256, images]) => {
             try {
               return renderArchivePreloadScript({
-                store: store as ReturnType<typeof archivePreloadStoreFor> & string,
+                store: archiveStore!,
                 tarball: { sha256, images },
                 nodeName: node.name,
                 stateDir,
@@ -164,7 +171,7 @@ export class NodeImagePreload extends pulumi.ComponentResource {
         : pulumi.output(args.images ?? {}).apply((mapping) => {
             try {
               return renderPreloadScript({
-                store: store as "containerd" | "podman",
+                store: mirrorStore!,
                 mirror: args.mirror!,
                 images: Object.entries(mapping).map(([source, reference]) => ({
                   source,
@@ -211,15 +218,12 @@ export class NodeImagePreload extends pulumi.ComponentResource {
           copy ? { ...childOpts, dependsOn: [copy] } : childOpts,
         );
       } else {
-        const container = shellQuote(node.access.container ?? node.name);
+        const container = node.access.container ?? node.name;
         // docker cp, then the same script: it takes the tarball from where it arrived.
         const create = tarball
           ? pulumi
               .all([tarball.file, tarball.sha256])
-              .apply(
-                ([file, sha256]) =>
-                  `docker exec ${container} mkdir -p ${shellQuote(preloadIncomingDir)} && docker cp ${shellQuote(file)} ${container}:${shellQuote(preloadIncomingPath(sha256))} && ${lines.create}`,
-              )
+              .apply(([file, sha256]) => archivePreloadDockerCreate(container, file, sha256))
           : lines.create;
         new command.local.Command(
           `${name}-${node.name}`,

@@ -64,7 +64,8 @@ export function transportString(reference: TransportReference): string {
     : `oci:${reference.directory}:${reference.refName}`;
 }
 
-const GO_ARCH: Readonly<Record<string, string>> = {
+/** Node's `process.arch` -> the architecture name images use (Go's GOARCH). */
+export const GO_ARCH: Readonly<Record<string, string>> = {
   x64: "amd64",
   arm64: "arm64",
   arm: "arm",

@@ -5,6 +5,8 @@
  * any variant of that os/arch, as `docker pull --platform` does.
  */
 
+import { GO_ARCH } from "./e2e-images";
+
 /** A platform entry of an index (OCI image index / Docker manifest list). */
 export interface IndexEntry {
   mediaType?: string;
@@ -59,4 +61,12 @@ export function manifestBlobBytes(manifest: {
     (manifest.config?.size ?? 0) +
     (manifest.layers ?? []).reduce((total, layer) => total + (layer.size ?? 0), 0)
   );
+}
+
+/**
+ * The Linux platform of a machine's architecture (`process.arch`: x64 -> linux/amd64), whatever
+ * its own OS: nodes run Linux.
+ */
+export function linuxPlatformOf(arch: string): string {
+  return `linux/${GO_ARCH[arch] ?? arch}`;
 }

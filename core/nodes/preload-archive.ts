@@ -48,6 +48,26 @@ export function preloadIncomingPath(sha256: string): string {
   return `${preloadIncomingDir}/images-${sha256.slice(0, 16)}.tar`;
 }
 
+/**
+ * The create command of a `docker exec` node: the tarball copied in with `docker cp` to where
+ * the script takes it from, then the script (on stdin) run in the node.
+ */
+export function archivePreloadDockerCreate(
+  container: string,
+  file: string,
+  sha256: string,
+): string {
+  if (!/^[0-9a-f]{64}$/.test(sha256)) {
+    throw new NodeConfigError("tarball.sha256", `'${sha256}' is not a sha256 (hex)`);
+  }
+  const name = shellQuote(container);
+  return [
+    `docker exec ${name} mkdir -p ${shellQuote(preloadIncomingDir)}`,
+    `docker cp ${shellQuote(file)} ${name}:${shellQuote(preloadIncomingPath(sha256))}`,
+    `docker exec -i ${name} sh -s apply`,
+  ].join(" && ");
+}
+
 export interface ArchivePreloadInput {
   readonly store: ArchivePreloadStore;
   /** The tarball: its sha256 (hex) and the names it carries. */

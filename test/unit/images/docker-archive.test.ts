@@ -11,6 +11,7 @@ import {
   tarFileHeader,
   tarPadding,
 } from "../../../core/images/docker-archive";
+import { linuxPlatformOf } from "../../../core/images/platforms";
 
 const digest = (character: string) => `sha256:${character.repeat(64)}`;
 
@@ -146,5 +147,13 @@ describe("docker-archive tarball (pure parts)", function () {
     assert.ok(isImportableLayer("application/vnd.oci.image.layer.v1.tar"));
     assert.ok(isImportableLayer("application/vnd.docker.image.rootfs.diff.tar.gzip"));
     assert.ok(!isImportableLayer("application/vnd.oci.image.layer.v1.tar+zstd"));
+  });
+});
+
+describe("the tarball's default platform", function () {
+  it("is this machine's architecture on Linux, whatever this machine's OS", function () {
+    assert.equal(linuxPlatformOf("x64"), "linux/amd64");
+    assert.equal(linuxPlatformOf("arm64"), "linux/arm64");
+    assert.equal(linuxPlatformOf("ppc64"), "linux/ppc64le");
   });
 });

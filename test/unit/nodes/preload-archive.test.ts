@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   NodeConfigError,
+  archivePreloadDockerCreate,
   archivePreloadStoreFor,
   preloadIncomingPath,
   renderArchivePreloadScript,
@@ -80,5 +81,15 @@ describe("image preload from the archive: node script", function () {
     refused({ nodeName: "a b" }, "nodeName");
     refused({ stateDir: "relative/dir" }, "stateDir");
     refused({ store: "hosts" }, "store");
+  });
+});
+
+describe("image preload from the archive: docker exec nodes", function () {
+  it("copies the tarball in with docker cp where the script takes it, then runs the script", function () {
+    assert.equal(
+      archivePreloadDockerCreate("kind-worker", "/srv/p/preload-abab.tar", sha256),
+      `docker exec 'kind-worker' mkdir -p '/var/tmp/airgap-conformance-preload' && docker cp '/srv/p/preload-abab.tar' 'kind-worker':'${preloadIncomingPath(sha256)}' && docker exec -i 'kind-worker' sh -s apply`,
+    );
+    assert.throws(() => archivePreloadDockerCreate("n", "/f", "nope"), NodeConfigError);
   });
 });
