@@ -391,6 +391,42 @@ describe("the program (mocks)", function () {
     assert.equal((local.inputs.triggers as string[]).length, 1);
   });
 
+  it("with a mirror too, the archive preload waits for no image copy, and the run waits for it", async function () {
+    const { config } = readStackFile(path.join(root, "Pulumi.kubeadm.yaml"));
+    pulumi.runtime.setAllConfig({ ...config, ...offline });
+    const names = imageSetForStack(loadStackConfig(), "airgap-conformance").images.map(
+      (image) => image.canonical,
+    );
+    const archive = scratchDir("preload-archive-");
+    writeLayout(
+      archive,
+      names.map((name) => ({
+        name,
+        platforms: [{ platform: "linux/amd64", layers: [bytesOf(name, 64)] }],
+      })),
+    );
+    const { registered } = await evaluateStack("Pulumi.kubeadm.yaml", {
+      "airgap-conformance:imagesSource": "archive",
+      "airgap-conformance:imagesArchiveDirectory": archive,
+      "airgap-conformance:nodesPreload": "true",
+      "airgap-conformance:nodesPreloadSource": "archive",
+    });
+    assert.ok(
+      registered.some((r) => r.type.includes("MirroredImage")),
+      "the mirror is filled too",
+    );
+    const preload = registered.filter((r) => r.parent.endsWith("NodeImagePreload::preload"));
+    assert.equal(preload.filter((r) => r.type === "command:remote:Command").length, 3);
+    for (const resource of preload) {
+      assert.ok(
+        !resource.dependencies.some((urn) => urn.includes("MirroredImage")),
+        `${resource.name} does not wait for the mirror`,
+      );
+    }
+    const preflight = registered.find((r) => r.name === "conformance-preflight")!;
+    assert.ok(preflight.dependencies.some((urn) => urn.endsWith("::preload-worker-1")));
+  });
+
   it("refuses an archive preload whose archive lacks an image of the set, naming the key and the image", function () {
     const archive = scratchDir("preload-archive-");
     writeLayout(archive, [
