@@ -500,8 +500,10 @@ function declareArchivePreload(
           images,
           // Default: this machine's platform, as for reading the conformance image's own list.
           platform: config.images.platform ?? linuxPlatformOf(process.arch),
-          // Per stack: two stacks never remove each other's tarball.
-          tarballDirectory: path.resolve(".airgap-conformance", "preload", pulumi.getStack()),
+          // Per stack: two stacks never remove each other's tarball. Relative to the program's
+          // working directory, where the engine also runs the providers: state holds no path
+          // into the project, which can move.
+          tarballDirectory: path.join(".airgap-conformance", "preload", pulumi.getStack()),
         },
       }),
   );

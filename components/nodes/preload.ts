@@ -1,3 +1,4 @@
+import * as path from "node:path";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import {
@@ -13,7 +14,7 @@ import {
   type PreloadStore,
 } from "../../core/nodes";
 import type { NodeDockerExecAccess, NodeSshAccess } from "./index";
-import { preloadTarballProvider } from "./preload-provider";
+import { preloadTarballProviderModule } from "./preload-provider";
 import { NodeRegistryArgsError } from "./spec";
 
 /** `host/path:tag@sha256:...` -> `host/path:tag` (what ctr and podman tag from); kept when untagged. */
@@ -56,7 +57,8 @@ export interface NodeImagePreloadArgs {
   readonly stateDir?: string;
 }
 
-class PreloadTarball extends pulumi.dynamic.Resource {
+/** The images of the archive as one tarball on this machine, declared like a dynamic resource. */
+class PreloadTarball extends pulumi.CustomResource {
   declare readonly file: pulumi.Output<string>;
   declare readonly sha256: pulumi.Output<string>;
   declare readonly repoTags: pulumi.Output<string[]>;
@@ -64,10 +66,11 @@ class PreloadTarball extends pulumi.dynamic.Resource {
 
   constructor(name: string, inputs: pulumi.Inputs, opts: pulumi.CustomResourceOptions) {
     super(
-      preloadTarballProvider,
+      "pulumi-nodejs:dynamic/nodes:PreloadTarball",
       name,
       {
         ...inputs,
+        __provider: preloadTarballProviderModule,
         file: undefined,
         sha256: undefined,
         size: undefined,
@@ -75,8 +78,6 @@ class PreloadTarball extends pulumi.dynamic.Resource {
         skipped: undefined,
       },
       opts,
-      "nodes",
-      "PreloadTarball",
     );
   }
 }
@@ -113,6 +114,10 @@ export class NodeImagePreload extends pulumi.ComponentResource {
     }
     const childOpts = { parent: this, dependsOn: opts?.dependsOn, deleteBeforeReplace: true };
     let tarball: PreloadTarball | undefined;
+    // The tarball's path is relative to the program's working directory (where the engine also
+    // runs the providers, so state holds no path into the project); the engine reads the copy's
+    // source from an absolute one.
+    const programDir = process.cwd();
     if (args.archive) {
       tarball = new PreloadTarball(
         `${name}-tarball`,
@@ -205,7 +210,9 @@ export class NodeImagePreload extends pulumi.ComponentResource {
             `${name}-${node.name}-tarball`,
             {
               connection,
-              source: tarball.file.apply((file) => new pulumi.asset.FileAsset(file)),
+              source: tarball.file.apply(
+                (file) => new pulumi.asset.FileAsset(path.resolve(programDir, file)),
+              ),
               remotePath: tarball.sha256.apply(preloadIncomingPath),
               triggers: [tarball.sha256],
             },

@@ -1,4 +1,5 @@
 import * as pulumi from "@pulumi/pulumi";
+import { dynamicProviderModule } from "../../core/runtime/provider-module";
 import { htpasswdLine, htpasswdMatches } from "./htpasswd";
 
 /** Inputs (and, with `line`, outputs) of an {@link HtpasswdEntry}. */
@@ -15,10 +16,10 @@ export interface HtpasswdEntryOutputs extends HtpasswdEntryInputs {
 /**
  * Keeps one htpasswd line in state: the salt is random, drawn once, and the line changes only
  * when the user or password does (checked against the stored hash), so the registry container
- * (whose uploaded file holds the line) is not replaced on every `up`. Self-contained: the engine
- * stores this provider with the resource and runs it from the project's node_modules (bcryptjs).
+ * (whose uploaded file holds the line) is not replaced on every `up`. The engine runs it from
+ * this module in the project (see core/runtime/provider-module.ts).
  */
-export const htpasswdEntryProvider: pulumi.dynamic.ResourceProvider = {
+export const htpasswdEntryRuntime: pulumi.dynamic.ResourceProvider = {
   async create(inputs: HtpasswdEntryInputs) {
     const outs: HtpasswdEntryOutputs = {
       ...inputs,
@@ -38,8 +39,15 @@ export const htpasswdEntryProvider: pulumi.dynamic.ResourceProvider = {
   },
 };
 
+/** The `__provider` of an {@link HtpasswdEntry}. */
+export const htpasswdEntryProviderModule = dynamicProviderModule(
+  "components/registry/htpasswd-entry",
+  "htpasswdEntryRuntime",
+  ["create", "diff", "update"],
+);
+
 /** One user's htpasswd line with a random salt kept stable across `up`s. */
-export class HtpasswdEntry extends pulumi.dynamic.Resource {
+export class HtpasswdEntry extends pulumi.CustomResource {
   declare public readonly line: pulumi.Output<string>;
 
   constructor(
@@ -48,12 +56,15 @@ export class HtpasswdEntry extends pulumi.dynamic.Resource {
     opts?: pulumi.CustomResourceOptions,
   ) {
     super(
-      htpasswdEntryProvider,
+      "pulumi-nodejs:dynamic/registry:HtpasswdEntry",
       name,
-      { username: args.username, password: pulumi.secret(args.password), line: undefined },
+      {
+        username: args.username,
+        password: pulumi.secret(args.password),
+        line: undefined,
+        __provider: htpasswdEntryProviderModule,
+      },
       { ...opts, additionalSecretOutputs: ["password", "line"] },
-      "registry",
-      "HtpasswdEntry",
     );
   }
 }

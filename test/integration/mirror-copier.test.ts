@@ -11,7 +11,7 @@ import type {
   CheckedMirroredImageInputs,
   MirroredImageInputs,
 } from "../../components/mirror/provider-runtime";
-import { callProvider, serializeProvider } from "../lab/dynamic-provider";
+import { callProvider, writeProviderModule } from "../lab/dynamic-provider";
 import { run } from "../lab/exec";
 import { freePort, registryAccessOf, startLabRegistry, type LabRegistry } from "../lab/registries";
 import { labUpstreams, type LabUpstreams } from "../lab/upstreams";
@@ -185,7 +185,7 @@ describe("the in-process registry copier against real registries", function () {
   });
 
   it("shows at preview (the provider's check) how many bytes the chosen platforms save", async function () {
-    const providerFile = await serializeProvider("copier-check", mirroredImageProviderModule);
+    const providerFile = writeProviderModule("copier-check", mirroredImageProviderModule);
     const [copy] = plan(mirror, [busybox], ["linux/arm64"]).copies;
     const inputs: MirroredImageInputs = {
       source: copy.source,

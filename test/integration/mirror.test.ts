@@ -20,7 +20,7 @@ import type {
   MirroredImageOutputs,
 } from "../../components/mirror/provider-runtime";
 import { megabytes } from "../../components/mirror/progress";
-import { callProvider, serializeProvider } from "../lab/dynamic-provider";
+import { callProvider, writeProviderModule } from "../lab/dynamic-provider";
 import { docker } from "../lab/engine";
 import { run } from "../lab/exec";
 import { labDir } from "../lab/paths";
@@ -339,7 +339,7 @@ describe("the mirrored-image dynamic provider, serialised and run as the engine 
       tls: true,
       auth: { username: "mirror", password: "provider-pw" },
     });
-    providerFile = await serializeProvider("mirrored-image", mirroredImageProviderModule);
+    providerFile = writeProviderModule("mirrored-image", mirroredImageProviderModule);
     const [copy] = planImageCopies({
       images: ["docker.io/library/nginx:1.27-alpine"],
       source: { kind: "upstream", registries: upstreamAccess(upstreams) },

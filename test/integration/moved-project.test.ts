@@ -32,17 +32,14 @@ import { labDir, projectRoot } from "../lab/paths";
  */
 
 // Evaluated in the project's own working directory, as `pulumi up` would: the provider modules
-// the mirror declares, the htpasswd provider serialised as the SDK does for each resource, and
-// the conformance actions' location.
+// the resources declare, and the conformance actions' location.
 const serializeScript = `
-const pulumi = require("@pulumi/pulumi");
 const { mirroredImageProviderModule, archiveLockProviderModule } = require("../components/mirror/provider");
-const { htpasswdEntryProvider } = require("../components/registry/htpasswd-entry");
+const { htpasswdEntryProviderModule } = require("../components/registry/htpasswd-entry");
+const { preloadTarballProviderModule } = require("../components/nodes/preload-provider");
 const { actionLocation } = require("../components/conformance");
-pulumi.runtime.serializeFunction(() => htpasswdEntryProvider, { allowSecrets: true }).then((htpasswd) =>
-  process.stdout.write(
-    JSON.stringify({ mirror: mirroredImageProviderModule, lock: archiveLockProviderModule, htpasswd: htpasswd.text, action: actionLocation() }),
-  ),
+process.stdout.write(
+  JSON.stringify({ mirror: mirroredImageProviderModule, lock: archiveLockProviderModule, htpasswd: htpasswdEntryProviderModule, preload: preloadTarballProviderModule, action: actionLocation() }),
 );
 `;
 
@@ -54,6 +51,7 @@ describe("state written by one project directory, used after the project has mov
     mirror: string;
     lock: string;
     htpasswd: string;
+    preload: string;
     action: { nodeBinary: string; actionEntry: string; loader?: string };
   };
   const providerFiles = {
@@ -91,6 +89,7 @@ describe("state written by one project directory, used after the project has mov
       stored.mirror,
       stored.lock,
       stored.htpasswd,
+      stored.preload,
       JSON.stringify(stored.action),
     ]) {
       assert.ok(!text.includes(original), "no absolute path into the old project directory");

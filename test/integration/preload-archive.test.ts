@@ -156,6 +156,7 @@ describe("preload from the archive on real nodes (the program, created and destr
     const engine = new LabEngine({
       runLabel: { key: "airgap-conformance.lab.preload-archive", value: labLabelValue },
       workDir: path.join(workDir, "engine"),
+      programDir: workDir,
     });
     pulumi.runtime.setMocks(engine.mocks(), project, "lab-preload-archive", false);
     pulumi.runtime.setAllConfig({ ...config, ...secrets }, Object.keys(secrets));
@@ -225,7 +226,10 @@ describe("preload from the archive on real nodes (the program, created and destr
       (resource) => resource.type === "pulumi-nodejs:dynamic/nodes:PreloadTarball",
     );
     assert.ok(built, "the tarball was built by its dynamic provider");
-    const tarball = built.outputs as { file: string; sha256: string; repoTags: string[] };
+    const stored = built.outputs as { file: string; sha256: string; repoTags: string[] };
+    // Stored relative to the program's working directory, where the provider wrote it.
+    assert.ok(!path.isAbsolute(stored.file), stored.file);
+    const tarball = { ...stored, file: path.resolve(workDir, stored.file) };
     assert.deepEqual(tarball.repoTags, expected);
     assert.equal(
       createHash("sha256").update(readFileSync(tarball.file)).digest("hex"),

@@ -1,23 +1,14 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import * as path from "node:path";
-import * as pulumi from "@pulumi/pulumi";
 import { run } from "./exec";
 import { labDir, projectRoot } from "./paths";
 
 /**
  * Dynamic providers as the Pulumi engine runs them: the module text a resource declares as its
- * `__provider` (or the SDK's closure serialization of a provider object), loaded in a fresh Node
- * process (no ts-node, no project modules) the way the dynamic provider host loads it
- * (`require-from-string(text).handler()`).
+ * `__provider`, written to a file and loaded in a fresh Node process (no ts-node, no project
+ * modules) the way the dynamic provider host loads it (`require-from-string(text).handler()`).
  */
-export async function serializeProvider(
-  name: string,
-  provider: pulumi.dynamic.ResourceProvider | string,
-): Promise<string> {
-  const text =
-    typeof provider === "string"
-      ? provider
-      : (await pulumi.runtime.serializeFunction(() => provider, { allowSecrets: true })).text;
+export function writeProviderModule(name: string, text: string): string {
   const dir = path.join(labDir, `run-${process.pid}`, "providers");
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `${name}.js`);
@@ -45,7 +36,8 @@ const answer = (value) => process.stdout.write("\\n" + ${JSON.stringify(resultMa
  * Calls one provider method in a fresh process; rejects with the provider's error message. Like
  * the engine, the host runs in the program's working directory (`projectDir`/infra, Pulumi.yaml's
  * `main`) with the project's own @pulumi/pulumi. Lines the provider printed besides its answer
- * (what the engine shows in the update) are appended to `output` when given.
+ * (what the engine shows in the update) are appended to `output` when given. `programDir`
+ * overrides the working directory (a program evaluated elsewhere inside the project).
  */
 export async function callProvider<T>(
   file: string,
@@ -53,6 +45,7 @@ export async function callProvider<T>(
   args: unknown[],
   projectDir = projectRoot,
   output?: string[],
+  programDir = path.join(projectDir, "infra"),
 ): Promise<T> {
   const result = await run(process.execPath, ["-e", hostScript], {
     input: JSON.stringify({ method, args }),
@@ -60,7 +53,7 @@ export async function callProvider<T>(
       PROVIDER_FILE: file,
       PULUMI_SDK_DIR: path.join(projectDir, "node_modules", "@pulumi", "pulumi"),
     },
-    cwd: path.join(projectDir, "infra"),
+    cwd: programDir,
   });
   const lines = result.stdout.split("\n");
   const answerLine = [...lines].reverse().find((line) => line.startsWith(resultMarker));

@@ -201,6 +201,12 @@ export interface LabEngineOptions {
   workDir: string;
   /** At most this many dynamic-provider processes at once. Default 4. */
   dynamicConcurrency?: number;
+  /**
+   * The directory the program was evaluated in: Pulumi starts the dynamic provider host and the
+   * command provider there too, so relative paths in their inputs mean the same place. Default:
+   * providers in the project's infra/ and local commands in this process's directory.
+   */
+  programDir?: string;
 }
 
 export class LabEngine {
@@ -305,9 +311,14 @@ export class LabEngine {
       const { __provider: serialized, ...props } = inputs;
       const providerFile = this.providerFile(name, String(serialized));
       const result = await this.withDynamicSlot(() =>
-        callProvider<{ id: string; outs: Record<string, unknown> }>(providerFile, "create", [
-          props,
-        ]),
+        callProvider<{ id: string; outs: Record<string, unknown> }>(
+          providerFile,
+          "create",
+          [props],
+          undefined,
+          undefined,
+          this.options.programDir,
+        ),
       );
       return {
         type,
@@ -381,7 +392,7 @@ export class LabEngine {
       result = await run(interpreter[0], [...interpreter.slice(1), commandLine], {
         input: stdin,
         env: environment,
-        cwd: inputs.dir as string | undefined,
+        cwd: (inputs.dir as string | undefined) ?? this.options.programDir,
         allowFailure: true,
       });
     } else {
@@ -559,7 +570,14 @@ export class LabEngine {
     } else if (type.startsWith("pulumi-nodejs:dynamic")) {
       const { __provider: serialized, ...props } = outputs;
       const providerFile = this.providerFile(`${resource.name}-delete`, String(serialized));
-      await callProvider(providerFile, "delete", [resource.id, props]);
+      await callProvider(
+        providerFile,
+        "delete",
+        [resource.id, props],
+        undefined,
+        undefined,
+        this.options.programDir,
+      );
     } else if (type === "command:local:Command" || type === "command:remote:Command") {
       const commandLine = inputs.delete as string | undefined;
       if (commandLine) {

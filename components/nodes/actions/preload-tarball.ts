@@ -49,7 +49,7 @@ export interface PreloadTarballRequest {
 }
 
 export interface PreloadTarball {
-  /** Absolute path of the tarball: `<outputDirectory>/preload-<sha256 prefix>.tar`. */
+  /** The tarball: `<outputDirectory>/preload-<sha256 prefix>.tar` (relative when the directory is). */
   file: string;
   /** sha256 of the whole tarball (hex). */
   sha256: string;
@@ -227,7 +227,7 @@ export async function writePreloadTarball(request: PreloadTarballRequest): Promi
   }
   closeSync(out);
   const sha256 = hash.digest("hex");
-  const file = path.resolve(request.outputDirectory, preloadTarballName(sha256));
+  const file = path.join(request.outputDirectory, preloadTarballName(sha256));
   renameSync(temporary, file);
   return { file, sha256, size, repoTags: plan.repoTags, skipped };
 }
