@@ -254,6 +254,8 @@ describe("preload from the archive on real nodes (the program, created and destr
       execCommand.name,
       String(execCommand.inputs.create),
       String(execCommand.inputs.stdin),
+      // In the program's directory, as the command provider runs it.
+      workDir,
     );
     assert.match(again.stdout, new RegExp(`preloaded 0 of ${expected.length} images`));
     const keptDuring = await criImageStatus(execNode.criSocket, keptOnContainerd);

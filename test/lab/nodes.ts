@@ -243,13 +243,18 @@ export async function runLikeRemoteCommand(
   return result;
 }
 
-/** Runs a command line the way local.Command does: `/bin/sh -c <line>` with stdin attached. */
+/** Runs a command line the way local.Command does: `/bin/sh -c <line>` with stdin attached, in the program's directory when given. */
 export async function runLikeLocalCommand(
   resourceName: string,
   commandLine: string,
   stdin: string,
+  programDir?: string,
 ): Promise<RunResult> {
-  const result = await run("/bin/sh", ["-c", commandLine], { input: stdin, allowFailure: true });
+  const result = await run("/bin/sh", ["-c", commandLine], {
+    input: stdin,
+    cwd: programDir,
+    allowFailure: true,
+  });
   if (result.code !== 0) {
     throw new Error(
       `command:local:Command ${resourceName}: running ${JSON.stringify(commandLine)} exited ${result.code}:\n${result.stderr.trim()}`,
