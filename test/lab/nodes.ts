@@ -243,7 +243,10 @@ export async function runLikeRemoteCommand(
   return result;
 }
 
-/** Runs a command line the way local.Command does: `/bin/sh -c <line>` with stdin attached, in the program's directory when given. */
+/**
+ * Runs a command line the way local.Command does: `/bin/sh -c <line>` with stdin attached, in
+ * the program's directory when given.
+ */
 export async function runLikeLocalCommand(
   resourceName: string,
   commandLine: string,
