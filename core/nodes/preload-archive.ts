@@ -13,9 +13,9 @@
  * Pure: no I/O.
  */
 
-import { isValidNodeName, shellQuote } from "./script";
-import { NodeConfigError, isSafeNodePath } from "./settings";
-import { tryParseImageReference } from "../images/reference";
+import { checkPreloadNode, checkPreloadReference } from "./preload";
+import { shellQuote } from "./script";
+import { NodeConfigError } from "./settings";
 
 /** Image stores a node can be preloaded into from the archive. */
 export const archivePreloadStores = ["containerd", "podman", "k3s", "rke2"] as const;
@@ -77,8 +77,6 @@ export interface ArchivePreloadInput {
   readonly stateDir: string;
 }
 
-const referenceCharacters = /^[A-Za-z0-9._:/@-]+$/;
-
 function checkInput(input: ArchivePreloadInput): void {
   if (!(archivePreloadStores as readonly string[]).includes(input.store)) {
     throw new NodeConfigError(
@@ -89,19 +87,12 @@ function checkInput(input: ArchivePreloadInput): void {
   if (!/^[0-9a-f]{64}$/.test(input.tarball.sha256)) {
     throw new NodeConfigError("tarball.sha256", `'${input.tarball.sha256}' is not a sha256 (hex)`);
   }
-  if (!isValidNodeName(input.nodeName)) {
-    throw new NodeConfigError("nodeName", `'${input.nodeName}' is not a node name`);
-  }
-  if (!isSafeNodePath(input.stateDir)) {
-    throw new NodeConfigError("stateDir", `'${input.stateDir}' is not an absolute plain path`);
-  }
+  checkPreloadNode(input.nodeName, input.stateDir);
   if (input.tarball.images.length === 0) {
     throw new NodeConfigError("tarball.images", "nothing to preload");
   }
   for (const [index, image] of input.tarball.images.entries()) {
-    if (!referenceCharacters.test(image) || tryParseImageReference(image) === undefined) {
-      throw new NodeConfigError(`tarball.images[${index}]`, `'${image}' is not an image reference`);
-    }
+    checkPreloadReference(image, `tarball.images[${index}]`);
   }
 }
 

@@ -41,6 +41,23 @@ export interface PreloadInput {
 
 const referenceCharacters = /^[A-Za-z0-9._:/@-]+$/;
 
+/** The node a preload script runs on, and where it records what it imported. */
+export function checkPreloadNode(nodeName: string, stateDir: string): void {
+  if (!isValidNodeName(nodeName)) {
+    throw new NodeConfigError("nodeName", `'${nodeName}' is not a node name`);
+  }
+  if (!isSafeNodePath(stateDir)) {
+    throw new NodeConfigError("stateDir", `'${stateDir}' is not an absolute plain path`);
+  }
+}
+
+/** An image name a preload script carries: a reference, in characters the shell takes as they are. */
+export function checkPreloadReference(value: string, arg: string): void {
+  if (!referenceCharacters.test(value) || tryParseImageReference(value) === undefined) {
+    throw new NodeConfigError(arg, `'${value}' is not an image reference`);
+  }
+}
+
 function checkInput(input: PreloadInput): void {
   if (!(preloadStores as readonly string[]).includes(input.store)) {
     throw new NodeConfigError(
@@ -49,25 +66,11 @@ function checkInput(input: PreloadInput): void {
     );
   }
   parseMirrorEndpoint(input.mirror.endpoint, input.mirror.scheme);
-  if (!isValidNodeName(input.nodeName)) {
-    throw new NodeConfigError("nodeName", `'${input.nodeName}' is not a node name`);
-  }
-  if (!isSafeNodePath(input.stateDir)) {
-    throw new NodeConfigError("stateDir", `'${input.stateDir}' is not an absolute plain path`);
-  }
+  checkPreloadNode(input.nodeName, input.stateDir);
   if (input.images.length === 0) throw new NodeConfigError("images", "nothing to preload");
   for (const [index, image] of input.images.entries()) {
-    for (const [field, value] of [
-      ["source", image.source],
-      ["mirrorReference", image.mirrorReference],
-    ] as const) {
-      if (!referenceCharacters.test(value) || tryParseImageReference(value) === undefined) {
-        throw new NodeConfigError(
-          `images[${index}].${field}`,
-          `'${value}' is not an image reference`,
-        );
-      }
-    }
+    checkPreloadReference(image.source, `images[${index}].source`);
+    checkPreloadReference(image.mirrorReference, `images[${index}].mirrorReference`);
     if (!image.mirrorReference.startsWith(`${input.mirror.endpoint}/`)) {
       throw new NodeConfigError(
         `images[${index}].mirrorReference`,
