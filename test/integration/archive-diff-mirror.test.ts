@@ -236,6 +236,44 @@ describe("a differential archive applied straight onto a mirror registry (TLS + 
     }
   });
 
+  it("refuses a differential made against images the mirror does not hold, naming one, and writes nothing", async function () {
+    // The other lock says pause's image is there under its second name too; this mirror never
+    // got that name. Every blob the carried images leave out is on the mirror all the same.
+    const otherLock = path.join(scratchDir("diff-mirror-kept-", labDir), "images.lock.json");
+    writeLock(path.dirname(otherLock), [
+      ...readLock(archiveA).images,
+      lockB.find((image) => image.source === pauseAlias)!,
+    ]);
+    const diff = path.join(scratchDir("diff-mirror-kept-diff-", labDir), "diff");
+    const manifest = writeDifferentialArchive(archiveB, otherLock, diff);
+    assert.ok(manifest.kept!.some((image) => image.source === pauseAlias));
+    const carried = manifest.images.map((image) => image.source);
+    const before = await tagsNow(carried);
+
+    const result = await runArchiveCli(
+      ["archive-apply", diff, ...cliAccess()],
+      () => undefined,
+      cliEnv(),
+    );
+    assert.equal(result.code, 1);
+    const alias = pauseAlias.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    assert.match(
+      result.stderr,
+      new RegExp(
+        `is missing, but the differential was made against a lock where ${alias} is sha256:[0-9a-f]{64}: this mirror does not hold what the differential was made against.*Nothing was written`,
+      ),
+    );
+    assert.deepEqual(await tagsNow(carried), before);
+    const client = new RegistryClient(access);
+    try {
+      for (const hex of blobHexes(diff)) {
+        assert.equal(await client.hasBlob("dockerhub/library/nginx", `sha256:${hex}`), false);
+      }
+    } finally {
+      client.close();
+    }
+  });
+
   it("carries only what the mirror lacks, applies it with the CLI, and the mirror then serves every image of the new lock", async function () {
     const diff = path.join(scratchDir("diff-mirror-", labDir), "diff");
     const manifest = writeDifferentialArchive(

@@ -10,7 +10,7 @@ import {
   type MissingBlob,
 } from "../../../core/images/differential";
 import { planImageCopies, type ImageCopy } from "../plan";
-import { ArchiveError } from "./archive";
+import { ArchiveError, type LockedImage } from "./archive";
 import {
   blobFile,
   readDifferentialManifest,
@@ -197,9 +197,9 @@ export async function applyDifferentialToRegistry(
 ): Promise<RegistryApplyResult> {
   const manifest = readDifferentialManifest(differential);
   const withoutHolders = manifest.requiredBlobs.find((blob) => blob.heldBy === undefined);
-  if (withoutHolders) {
+  if (withoutHolders || manifest.kept === undefined) {
     throw new ArchiveError(
-      `${differential}: differential.json does not say which images hold the blobs it leaves out (${withoutHolders.digest}); make the differential again with this version to apply it onto a registry`,
+      `${differential}: differential.json does not say ${withoutHolders ? `which images hold the blobs it leaves out (${withoutHolders.digest})` : "which digests the images it leaves out have"}; make the differential again with this version to apply it onto a registry`,
     );
   }
   const stats = options.stats ?? emptyCopyStats();
@@ -277,6 +277,7 @@ export async function applyDifferentialToRegistry(
   const push = planDifferentialPush({ images: needs, carried, leftOut, present });
   missing.push(...push.missing);
   if (missing.length > 0) throw new ArchiveError(missingBlobsMessage(missing, access.host));
+  await checkKeptImages(manifest.kept, options);
 
   // Blobs and manifests by digest, every image; then the tags; then what the mirror serves.
   const steps = new Map(push.images.map((image) => [image.source, image.steps]));
@@ -325,6 +326,45 @@ export async function applyDifferentialToRegistry(
     })),
     stats,
   };
+}
+
+/**
+ * The images the differential leaves out must be on the mirror at the digests of the lock it was
+ * made against: otherwise the mirror would not serve the new lock once the carried ones are in.
+ * Checked before anything is written.
+ */
+async function checkKeptImages(
+  kept: readonly LockedImage[],
+  options: RegistryApplyOptions,
+): Promise<void> {
+  if (kept.length === 0) return;
+  const plan = planImageCopies({
+    images: kept.map((image) => image.source),
+    source: { kind: "upstream" },
+    destination: { kind: "registry", access: options.access, nodeEndpoint: options.access.host },
+    upstreamPrefixes: options.upstreamPrefixes,
+    lock: { lockVersion: 1, images: [...kept] },
+  });
+  const served = await checkImages(
+    options.access,
+    plan.copies.map((copy) => {
+      if (copy.request.to.transport !== "docker") throw new Error("unreachable: registry plan");
+      return {
+        repository: copy.request.to.repository,
+        reference: copy.request.to.reference,
+        expectedDigest: copy.expectedDigest,
+      };
+    }),
+  );
+  const wrong = served.filter((result) => result.state !== "present");
+  if (wrong.length === 0) return;
+  const first = wrong[0];
+  const source = plan.copies[served.indexOf(first)].source;
+  throw new ArchiveError(
+    `${options.access.host}/${first.repository}:${first.reference} is ${first.state === "missing" ? "missing" : `at ${first.digest}`}, but the differential was made against a lock where ${source} is ${first.expectedDigest}` +
+      `${wrong.length > 1 ? ` (and ${wrong.length - 1} more images like it)` : ""}: this mirror does not hold what the differential was made against; ` +
+      "apply the earlier archive first, or make the differential against this mirror's images.lock.json. Nothing was written",
+  );
 }
 
 /**

@@ -53,6 +53,8 @@ export interface DifferentialManifest {
   images: LockedImage[];
   /** Images the other side keeps as they are. */
   unchanged: string[];
+  /** The same images with the digests the other side's lock pins (what a mirror must serve). */
+  kept?: LockedImage[];
   /**
    * Blobs the carried images use but the differential leaves out: the other side has them.
    * `image` is the first carried image that needs the blob; `heldBy` names the images the other
@@ -176,6 +178,7 @@ export function writeDifferentialArchive(
     baseLockSha256: createHash("sha256").update(otherText).digest("hex"),
     images: lockDocument(carried).images,
     unchanged: unchanged.map((image) => image.source),
+    kept: lockDocument(unchanged).images,
     requiredBlobs: [...required].map(([digest, image]) => ({
       digest,
       image,

@@ -78,6 +78,8 @@ describe("differential archives", function () {
     assert.deepEqual(written.requiredBlobs[0].heldBy, ["registry.k8s.io/pause:3.10"]);
     // Nothing of pause (manifest, config, layers) is carried.
     const pauseDigest = readLock(full).images.find((image) => image.source === pause.name)!.digest;
+    // The kept images with the digests the other side's lock pins: what a mirror must serve.
+    assert.deepEqual(manifest.kept, [{ source: pause.name, digest: pauseDigest }]);
     const pauseManifest = JSON.parse(
       readFileSync(path.join(full, "blobs", "sha256", pauseDigest.slice(7)), "utf8"),
     ) as { config: { digest: string }; layers: { digest: string }[] };
