@@ -5,46 +5,24 @@
  * Printed as times and ratios. Run: npm run bench:archive [-- N]
  */
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { joinArchive, splitArchive } from "../components/mirror/actions/archive-parts";
 import { measureArchive } from "../components/mirror/actions/archive-size";
-import { bytesOf, writeLayout } from "../test/unit/mirror/oci-layout";
-
-async function timed<T>(work: () => Promise<T> | T): Promise<[number, T]> {
-  const start = process.hrtime.bigint();
-  const result = await work();
-  return [Number(process.hrtime.bigint() - start) / 1e9, result];
-}
+import { hashEveryBlob, timed, writeBenchLayout } from "./archive-fixture";
 
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 20);
   const root = mkdtempSync(path.join(os.tmpdir(), "bench-archive-"));
   try {
     const archive = path.join(root, "archive");
-    const base = bytesOf("base", 8 * 1024 * 1024);
-    writeLayout(
-      archive,
-      Array.from({ length: count }, (_, index) => ({
-        name: `registry.k8s.io/bench/image-${index}:1`,
-        platforms: [
-          { platform: "linux/amd64", layers: [base, bytesOf(`layer ${index}`, 8 * 1024 * 1024)] },
-        ],
-      })),
-    );
+    writeBenchLayout(archive, count);
     const [measureSeconds, report] = await timed(() => measureArchive(archive));
     const [copySeconds] = await timed(() =>
       execFileSync("cp", ["-r", archive, path.join(root, "copy")]),
     );
-    const blobs = path.join(archive, "blobs", "sha256");
-    const [hashSeconds] = await timed(() => {
-      for (const name of readdirSync(blobs))
-        createHash("sha256")
-          .update(readFileSync(path.join(blobs, name)))
-          .digest();
-    });
+    const [hashSeconds] = await timed(() => hashEveryBlob(archive));
     const [splitSeconds, manifest] = await timed(() =>
       splitArchive(archive, path.join(root, "parts"), 64 * 1024 * 1024),
     );

@@ -6,45 +6,23 @@
  * Run: npm run bench:preload [-- N]
  */
 import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { writePreloadTarball } from "../components/nodes/actions/preload-tarball";
-import { bytesOf, writeLayout } from "../test/unit/mirror/oci-layout";
-
-async function timed<T>(work: () => Promise<T> | T): Promise<[number, T]> {
-  const start = process.hrtime.bigint();
-  const result = await work();
-  return [Number(process.hrtime.bigint() - start) / 1e9, result];
-}
+import { hashEveryBlob, timed, writeBenchLayout } from "./archive-fixture";
 
 async function main(): Promise<void> {
   const count = Number(process.argv[2] ?? 20);
   const root = mkdtempSync(path.join(os.tmpdir(), "bench-preload-"));
   try {
     const archive = path.join(root, "archive");
-    const base = bytesOf("base", 8 * 1024 * 1024);
-    const digests = writeLayout(
-      archive,
-      Array.from({ length: count }, (_, index) => ({
-        name: `registry.k8s.io/bench/image-${index}:1`,
-        platforms: [
-          { platform: "linux/amd64", layers: [base, bytesOf(`layer ${index}`, 8 * 1024 * 1024)] },
-        ],
-      })),
-    );
+    const digests = writeBenchLayout(archive, count);
     const images = Object.entries(digests).map(([source, digest]) => ({ source, digest }));
-    const blobs = path.join(archive, "blobs", "sha256");
     const [tarSeconds] = await timed(() =>
       execFileSync("tar", ["-cf", path.join(root, "floor.tar"), "-C", archive, "blobs"]),
     );
-    const [hashSeconds] = await timed(() => {
-      for (const name of readdirSync(blobs))
-        createHash("sha256")
-          .update(readFileSync(path.join(blobs, name)))
-          .digest();
-    });
+    const [hashSeconds] = await timed(() => hashEveryBlob(archive));
     const request = { archiveDirectory: archive, images, platform: "linux/amd64" };
     const [writeSeconds, tarball] = await timed(() =>
       writePreloadTarball({ ...request, outputDirectory: path.join(root, "first") }),

@@ -13,7 +13,12 @@
  * Pure: no I/O.
  */
 
-import { checkPreloadNode, checkPreloadReference } from "./preload";
+import {
+  applyOrDelete,
+  checkPreloadNode,
+  checkPreloadReference,
+  removeRecordedImages,
+} from "./preload";
 import { shellQuote } from "./script";
 import { NodeConfigError } from "./settings";
 
@@ -267,22 +272,13 @@ export function renderArchivePreloadScript(input: ArchivePreloadInput): string {
   }
   lines.push(
     "  restore_kept",
-    "  removed=0",
-    "  while IFS= read -r name; do",
-    '    [ -n "$name" ] || continue',
-    `    if ${store.has('"$name"')}; then ${store.remove('"$name"')} && removed=$((removed + 1)); fi`,
-    '  done <"$record"',
+    ...removeRecordedImages(store),
     '  rm -f "$record" "$tarball" "$tarball.tmp" "$incoming"',
     `  rmdir ${shellQuote(state)} ${shellQuote(preloadIncomingDir)} 2>/dev/null || true`,
     '  say "removed $removed images it had preloaded, and its tarball"',
     "}",
     "",
-    'case "${1:-}" in',
-    "  apply) apply ;;",
-    "  delete) delete ;;",
-    '  *) fail "usage: sh -s apply|delete" ;;',
-    "esac",
-    "",
+    ...applyOrDelete,
   );
   return lines.join("\n");
 }

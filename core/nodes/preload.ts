@@ -58,6 +58,33 @@ export function checkPreloadReference(value: string, arg: string): void {
   }
 }
 
+/**
+ * Shell lines removing every name recorded in `$record` that the store still has, counted in
+ * `$removed`: what a preload script's delete does, whatever the images came from.
+ */
+export function removeRecordedImages(store: {
+  has(ref: string): string;
+  remove(ref: string): string;
+}): string[] {
+  return [
+    "  removed=0",
+    "  while IFS= read -r name; do",
+    '    [ -n "$name" ] || continue',
+    `    if ${store.has('"$name"')}; then ${store.remove('"$name"')} && removed=$((removed + 1)); fi`,
+    '  done <"$record"',
+  ];
+}
+
+/** The end of every preload script: `sh -s apply` or `sh -s delete`. */
+export const applyOrDelete: readonly string[] = [
+  'case "${1:-}" in',
+  "  apply) apply ;;",
+  "  delete) delete ;;",
+  '  *) fail "usage: sh -s apply|delete" ;;',
+  "esac",
+  "",
+];
+
 function checkInput(input: PreloadInput): void {
   if (!(preloadStores as readonly string[]).includes(input.store)) {
     throw new NodeConfigError(
@@ -153,21 +180,12 @@ export function renderPreloadScript(input: PreloadInput): string {
     "}",
     "",
     "delete() {",
-    "  removed=0",
-    "  while IFS= read -r name; do",
-    '    [ -n "$name" ] || continue',
-    `    if ${store.has('"$name"')}; then ${store.remove('"$name"')} && removed=$((removed + 1)); fi`,
-    '  done <"$record"',
+    ...removeRecordedImages(store),
     '  rm -f "$record"',
     '  say "removed $removed images it had preloaded"',
     "}",
     "",
-    'case "${1:-}" in',
-    "  apply) apply ;;",
-    "  delete) delete ;;",
-    '  *) fail "usage: sh -s apply|delete" ;;',
-    "esac",
-    "",
+    ...applyOrDelete,
   );
   return lines.join("\n");
 }
